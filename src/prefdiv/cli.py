@@ -1,0 +1,168 @@
+"""`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
+
+    prefdiv grid  [--grid grid.yaml] [--jobs 1]     queue every configuration, run them, report
+    prefdiv table [--grid grid.yaml] [--readme README.md]   results table (Markdown) from DVC
+
+Both drive DVC itself (`dvc exp run --queue`, `dvc exp run --run-all`, `dvc exp show --json`);
+nothing here re-implements the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def load_grid(path: str | Path) -> dict[str, dict]:
+    """name → full experiment-key settings (defaults filled in)."""
+    spec = yaml.safe_load(Path(path).read_text())
+    return {
+        name: {**spec.get("defaults", {}), **overrides}
+        for name, overrides in spec["experiments"].items()
+    }
+
+
+def _value(v) -> str:
+    return "null" if v is None else str(v)
+
+
+def queue_commands(grid: dict[str, dict]) -> list[list[str]]:
+    """One `dvc exp run --queue` per experiment, every key set (a plain `-S` would persist)."""
+    cmds = []
+    for name, settings in grid.items():
+        cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+        for key in KEYS:
+            if key in settings:
+                cmd += ["-S", f"{key}={_value(settings[key])}"]
+        cmds.append(cmd)
+    return cmds
+
+
+def _dvc(*args: str) -> str:
+    out = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"dvc {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
+    return out.stdout
+
+
+def experiments() -> dict[str, dict]:
+    """Experiments of the current baseline, by name: `{"state", "params", "metrics"}`.
+
+    A failed experiment shows its baseline's metrics in `dvc exp show`: `state` tells them apart.
+    """
+    out: dict[str, dict] = {}
+    for baseline in json.loads(_dvc("exp", "show", "--json")):
+        for exp in baseline.get("experiments") or []:
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            state = (exp.get("executor") or {}).get("state") or "success"
+            if rev.get("error"):
+                state = "failed"
+            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+            metrics = {
+                path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()
+            }
+            out[exp.get("name") or rev.get("name")] = dict(
+                state=state, params=params, metrics=metrics
+            )
+    return out
+
+
+def failed_in_queue() -> set[str]:
+    """Names `dvc queue status` lists as Failed."""
+    text = _dvc("queue", "status")
+    return {m.group(1) for m in re.finditer(r"^\S+\s+(\S+)\s+.*\bFailed\b", text, flags=re.M)}
+
+
+def run_grid(grid_path: str, jobs: int) -> int:
+    grid = load_grid(grid_path)
+    start = time.time()
+    # Re-running the grid replaces its experiments (`exp run -f` would also force every stage).
+    stale = sorted(set(grid) & set(experiments()))
+    if stale:
+        _dvc("exp", "remove", *stale)
+    for cmd in queue_commands(grid):
+        print("+", " ".join(cmd), flush=True)
+        _dvc(*cmd[1:])
+    # --run-all waits for the queue; shared upstream stages come from the cache, run once.
+    subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
+    minutes = (time.time() - start) / 60
+    exps = experiments()
+    failed = failed_in_queue() & set(grid)
+    missing = [n for n in grid if n not in exps or "metrics/eval.json" not in exps[n]["metrics"]]
+    failed |= {n for n in grid if exps.get(n, {}).get("state") == "failed"} | set(missing)
+    print(f"grid: {len(grid) - len(failed)}/{len(grid)} experiments succeeded in {minutes:.1f} min")
+    for name in sorted(failed):
+        print(f"FAILED: {name}  (see `dvc queue logs {name}`)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def table(grid_path: str) -> str:
+    """Markdown table of the grid's experiments: configuration, reward and entropy with 95 % CIs."""
+    grid, exps = load_grid(grid_path), experiments()
+    rows = [
+        "| experiment | loss | β | options | reward (95 % CI) | entropy, nats (95 % CI) | tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, settings in grid.items():
+        e = exps.get(name)
+        if e is None or e["state"] == "failed" or "metrics/eval.json" not in e["metrics"]:
+            rows.append(f"| {name} | {settings['loss']} | | | not run / failed | | |")
+            continue
+        m, p = e["metrics"]["metrics/eval.json"], e["params"]
+        beta = "—" if p["loss"] == "sft" else _value(p["beta"])
+        if p.get("beta_end") is not None and p["loss"] != "sft":
+            beta = f"{p['beta']}→{p['beta_end']}"
+        opts = {"alpha": f"α={p['alpha']}", "cdpo": f"ε={p['label_smoothing']}"}.get(p["loss"], "")
+
+        def ci(k):
+            return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]"
+
+        rows.append(
+            f"| {name} | {p['loss']} | {beta} | {opts} | {ci('reward/mean')} "
+            f"| {ci('diversity/entropy_unigram')} | {m['length/mean_tokens']:.1f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def write_into(readme: Path, text: str) -> None:
+    """Replace what lies between the results markers of `readme` with `text`."""
+    doc = readme.read_text()
+    if START not in doc or END not in doc:
+        raise SystemExit(f"{readme} lacks the markers {START} … {END}")
+    head, rest = doc.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("grid", help="queue and run the experiment grid; report failures")
+    g.add_argument("--grid", default="grid.yaml")
+    g.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    t = sub.add_parser("table", help="results table of the grid's experiments (Markdown)")
+    t.add_argument("--grid", default="grid.yaml")
+    t.add_argument("--readme", help="write the table between the README's results markers")
+    args = ap.parse_args(argv)
+    if args.cmd == "grid":
+        return run_grid(args.grid, args.jobs)
+    text = table(args.grid)
+    if args.readme:
+        write_into(Path(args.readme), text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

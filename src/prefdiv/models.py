@@ -1,0 +1,206 @@
+"""The two models the study starts from: an SFT policy (causal LM) and a sentiment reward model.
+
+Demo scale trains both from scratch on IMDB reviews with HF `tokenizers` + `transformers.Trainer`
+and saves them as ordinary Hugging Face model directories, so every later stage loads them exactly
+as it would load `lvwerra/gpt2-imdb` and `lvwerra/distilbert-imdb` at paper scale.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainingArguments,
+)
+
+from prefdiv.config import RewardParams, SFTParams
+
+EOS = "<|endoftext|>"
+# lvwerra/distilbert-imdb's label order; the reward is the POSITIVE logit.
+ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
+
+
+def _trainer_args(out_dir: Path, p, seed: int, **extra) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out_dir / "trainer"),
+        max_steps=p.max_steps,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=4 * p.batch_size,
+        learning_rate=p.learning_rate,
+        warmup_steps=p.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        logging_steps=max(1, p.max_steps // 20),
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        **extra,
+    )
+
+
+# --- SFT policy -----------------------------------------------------------------------------------
+
+
+def train_policy_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (GPT-2's scheme) trained on the SFT pool; EOS doubles as padding, as GPT-2."""
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=EOS
+    )
+
+
+def pack_blocks(tokenizer, texts: list[str], block_size: int) -> np.ndarray:
+    """Concatenate `text + EOS` for every review and cut into (n_blocks, block_size) token ids."""
+    ids = tokenizer([t + EOS for t in texts], add_special_tokens=False)["input_ids"]
+    flat = np.fromiter((i for seq in ids for i in seq), dtype=np.int64)
+    n = len(flat) // block_size
+    return flat[: n * block_size].reshape(n, block_size)
+
+
+def train_sft(
+    train_texts: list[str], val_texts: list[str], p: SFTParams, out_dir: str | Path, seed: int
+) -> dict:
+    """Train tokenizer + small GPT-2 on reviews, save to `out_dir`; return held-out metrics."""
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer = train_policy_tokenizer(train_texts, p.vocab_size)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=p.block_size,
+        n_embd=p.n_embd,
+        n_layer=p.n_layer,
+        n_head=p.n_head,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    train = pack_blocks(tokenizer, train_texts, p.block_size)
+    val = pack_blocks(tokenizer, val_texts, p.block_size)
+    to_ds = lambda a: Dataset.from_dict({"input_ids": a, "labels": a})  # noqa: E731
+    trainer = Trainer(
+        model=model,
+        args=_trainer_args(out_dir, p, seed),
+        train_dataset=to_ds(train),
+        eval_dataset=to_ds(val),
+    )
+    trainer.train()
+    val_loss = trainer.evaluate()["eval_loss"]
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {
+        "val_perplexity": math.exp(val_loss),
+        "val_loss": val_loss,
+        "train_tokens": int(p.max_steps * p.batch_size * p.block_size),
+        "n_params": sum(t.numel() for t in model.parameters()),
+    }
+
+
+def load_policy(path: str | Path):
+    """(model, tokenizer) of a causal-LM directory, tokenizer set up for batched generation."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # GPT-2 has no pad token: pad with EOS, masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # decoder-only batches must be left-padded to generate
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return model, tokenizer
+
+
+# --- reward model ---------------------------------------------------------------------------------
+
+
+def train_reward_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Lower-cased WordPiece, DistilBERT's scheme, trained on the reward model's own reviews."""
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=wp._tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+
+
+def train_reward(
+    train_rows: list[dict], val_rows: list[dict], p: RewardParams, out_dir: str | Path, seed: int
+) -> dict:
+    """Train a small DistilBERT sentiment classifier on labelled reviews; return val accuracy.
+
+    It is trained on the *last* `max_tokens` tokens of each review: endings carry the verdict
+    ("…a must-see. 9/10"), which lifts held-out accuracy by ~4 points over openings at this size.
+    """
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer = train_reward_tokenizer([r["text"] for r in train_rows], p.vocab_size)
+    tokenizer.truncation_side = "left"
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=p.max_tokens,
+        n_layers=p.n_layer,
+        n_heads=p.n_head,
+        dim=p.dim,
+        hidden_dim=4 * p.dim,
+        num_labels=2,
+        id2label=ID2LABEL,
+        label2id={v: k for k, v in ID2LABEL.items()},
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = DistilBertForSequenceClassification(config)
+
+    def encode(rows):
+        enc = tokenizer(
+            [r["text"] for r in rows],
+            truncation=True,
+            max_length=p.max_tokens,
+            padding="max_length",
+        )
+        return Dataset.from_dict({**enc, "labels": [r["label"] for r in rows]})
+
+    def accuracy(pred):
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    trainer = Trainer(
+        model=model,
+        args=_trainer_args(out_dir, p, seed),
+        train_dataset=encode(train_rows),
+        eval_dataset=encode(val_rows),
+        compute_metrics=accuracy,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    tokenizer.truncation_side = "right"  # responses are short; scoring keeps their start
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {
+        "val_accuracy": metrics["eval_accuracy"],
+        "val_loss": metrics["eval_loss"],
+        "n_val": len(val_rows),
+        "n_params": sum(t.numel() for t in model.parameters()),
+    }
+
+
+def load_reward(path: str | Path):
+    """(model, tokenizer) of a sequence-classification directory whose label 1 is POSITIVE."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    model.eval()
+    return model, tokenizer

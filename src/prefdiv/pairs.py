@@ -1,0 +1,54 @@
+"""Preference pairs: every pair of kept continuations of one prompt, chosen = higher reward."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+
+def make_pairs(prompts: list[dict], min_margin: float) -> tuple[list[dict], dict]:
+    """Pairs from scored samples, ties dropped; also the counts.
+
+    `prompts`: rows `{"prompt_id", "prompt", "label", "responses": [{"text", "reward"}, …]}`.
+    Returns rows `{"prompt_id", "prompt", "chosen", "rejected", "chosen_reward",
+    "rejected_reward"}` and `{"n_prompts", "n_responses", "n_candidates", "n_ties", "n_pairs"}`,
+    where n_candidates = Σ C(k_i, 2) and n_pairs = n_candidates − n_ties. A tie
+    (|Δreward| < min_margin) carries no preference: it is dropped, not ordered arbitrarily.
+    """
+    pairs, n_candidates, n_responses = [], 0, 0
+    for row in prompts:
+        n_responses += len(row["responses"])
+        for a, b in itertools.combinations(row["responses"], 2):
+            n_candidates += 1
+            if abs(a["reward"] - b["reward"]) < min_margin:
+                continue
+            chosen, rejected = (a, b) if a["reward"] > b["reward"] else (b, a)
+            pairs.append(
+                {
+                    "prompt_id": row["prompt_id"],
+                    "prompt": row["prompt"],
+                    "chosen": chosen["text"],
+                    "rejected": rejected["text"],
+                    "chosen_reward": chosen["reward"],
+                    "rejected_reward": rejected["reward"],
+                }
+            )
+    counts = {
+        "n_prompts": len(prompts),
+        "n_responses": n_responses,
+        "n_candidates": n_candidates,
+        "n_ties": n_candidates - len(pairs),
+        "n_pairs": len(pairs),
+    }
+    return pairs, counts
+
+
+def split_by_prompt(pairs: list[dict], val_fraction: float, seed: int):
+    """(train, val) pairs; all pairs of one prompt land on the same side, so val is unseen."""
+    ids = sorted({p["prompt_id"] for p in pairs})
+    random.Random(seed).shuffle(ids)
+    val_ids = set(ids[: round(len(ids) * val_fraction)])
+    return (
+        [p for p in pairs if p["prompt_id"] not in val_ids],
+        [p for p in pairs if p["prompt_id"] in val_ids],
+    )

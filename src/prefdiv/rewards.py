@@ -1,0 +1,39 @@
+"""Reward of a text = the sentiment classifier's positive-class logit on the response alone.
+
+Identical at both scales: `lvwerra/distilbert-imdb` (paper) and the demo's own DistilBERT.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def positive_index(model) -> int:
+    """Index of the POSITIVE label (1 in lvwerra/distilbert-imdb; read from the config if named)."""
+    label2id = {k.upper(): v for k, v in (model.config.label2id or {}).items()}
+    return int(label2id.get("POSITIVE", 1))
+
+
+@torch.no_grad()
+def score(model, tokenizer, texts: list[str], *, batch_size: int = 64, desc: str = "score"):
+    """Positive-class logit of every text, as a float array in input order.
+
+    Texts are scored in length-sorted batches (little padding), truncated to the model's context.
+    """
+    pos = positive_index(model)
+    max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.empty(len(texts), dtype=np.float64)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        idx = order[start : start + batch_size]
+        enc = tokenizer(
+            [texts[i] for i in idx],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_len,
+        ).to(model.device)
+        out[idx] = model(**enc).logits[:, pos].double().cpu().numpy()
+    return out

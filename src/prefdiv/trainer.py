@@ -1,0 +1,168 @@
+"""Preference training: TRL's `DPOTrainer` with the loss taken from `prefdiv.losses`.
+
+TRL 1.16 computes its losses inline in `DPOTrainer._compute_loss` (no public `dpo_loss()`), with
+conventions that differ from the papers (length-normalised IPO, α ↔ 1 − α, label smoothing ignored
+by `sigmoid`). `PreferenceTrainer` therefore overrides only `compute_loss`: it reuses TRL's
+tokenisation, collation, fused log-prob head and precomputed reference log-probs, and dispatches
+the loss itself to the registry, so every loss is the pure, tested function of `losses.py`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+
+from prefdiv import losses
+from prefdiv.config import TrainParams
+
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+
+
+class PreferenceTrainer(DPOTrainer):
+    """`DPOTrainer` whose loss is `losses.LOSSES[loss_name]`, with β optionally annealed."""
+
+    def __init__(self, *args, loss_name: str, loss_options: dict, beta_end=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = losses.get_loss(loss_name)
+        self.loss_options = dict(loss_options)
+        self.beta_end = beta_end
+
+    def current_beta(self) -> float:
+        return losses.linear_beta(
+            self.state.global_step, self.state.max_steps, self.args.beta, self.beta_end
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if model.training else "eval"
+        # Summed response log-probs, exactly as TRL computes them: prompt tokens carry label -100.
+        kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        out = model(**kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+        seq_len = inputs["completion_mask"].size(1) - 1
+        chosen_logps, rejected_logps = out.log_probs[:, -seq_len:].sum(dim=1).chunk(2)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model, inputs)
+
+        beta = self.current_beta()
+        per_pair, chosen_rewards, rejected_rewards = self.loss_fn(
+            chosen_logps, rejected_logps, ref_chosen, ref_rejected, beta=beta, **self.loss_options
+        )
+        loss = per_pair.mean()
+
+        gather = self.accelerator.gather_for_metrics
+        margins = gather(chosen_rewards - rejected_rewards)
+        m = self._metrics[mode]
+        m["beta"].append(beta)
+        m["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+        m["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+        m["rewards/margins"].append(margins.mean().item())
+        m["rewards/accuracies"].append((margins > 0).float().mean().item())
+        m["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+        m["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        return (loss, out) if return_outputs else loss
+
+
+def _curves(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation) curves from `Trainer.state.log_history`."""
+    cols = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_acc"}
+    train = [
+        {"step": h["step"], "beta": h["beta"], **{v: h[k] for k, v in cols.items()}}
+        for h in log_history
+        if "loss" in h and "beta" in h
+    ]
+    val = [
+        {"step": h["step"], **{v: h[f"eval_{k}"] for k, v in cols.items()}}
+        for h in log_history
+        if "eval_loss" in h
+    ]
+    names = ["step", *cols.values()]
+    return (
+        pd.DataFrame(train, columns=[names[0], "beta", *names[1:]]),
+        pd.DataFrame(val, columns=names),
+    )
+
+
+def train_policy(
+    sft_dir: str | Path,
+    train_pairs: list[dict],
+    val_pairs: list[dict],
+    *,
+    loss: str,
+    beta: float,
+    p: TrainParams,
+    seed: int,
+    out_dir: str | Path,
+    work_dir: str | Path,
+    report_to: list[str],
+    beta_end: float | None = None,
+    loss_options: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Train the SFT policy on preference pairs with `loss`; save it to `out_dir`.
+
+    `loss="sft"` trains nothing: the SFT model is copied, so `evaluate` scores the baseline.
+    Returns (train curve, validation curve, final metrics).
+    """
+    out_dir = Path(out_dir)
+    if loss == "sft":
+        shutil.copytree(sft_dir, out_dir, dirs_exist_ok=True)
+        empty_train, empty_val = _curves([])
+        return empty_train, empty_val, {}
+
+    on_gpu = torch.cuda.is_available()
+    args = DPOConfig(
+        output_dir=str(work_dir),
+        seed=seed,
+        max_steps=p.max_steps,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=p.batch_size,
+        learning_rate=p.learning_rate,  # TRL's default 1e-6 learns nothing in a demo's steps
+        warmup_steps=p.warmup_steps,
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        bf16=on_gpu,  # TRL defaults bf16=True, which fails on CPU
+        beta=beta,
+        max_length=p.max_length,
+        precompute_ref_log_probs=True,  # the reference forward runs once per pair, not every step
+        logging_steps=p.logging_steps,
+        eval_strategy="steps" if val_pairs else "no",
+        eval_steps=p.eval_steps,
+        save_strategy="no",
+        report_to=report_to,
+        dataloader_num_workers=0,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(sft_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(sft_dir)
+    keep = ("prompt", "chosen", "rejected")
+    to_ds = lambda rows: Dataset.from_list([{k: r[k] for k in keep} for r in rows])  # noqa: E731
+    trainer = PreferenceTrainer(
+        model=model,
+        args=args,
+        train_dataset=to_ds(train_pairs),
+        eval_dataset=to_ds(val_pairs) if val_pairs else None,
+        processing_class=tokenizer,
+        loss_name=loss,
+        loss_options=loss_options or {},
+        beta_end=beta_end,
+    )
+    trainer.train()
+    train_curve, val_curve = _curves(trainer.state.log_history)
+    final = trainer.evaluate() if val_pairs else {}
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
+    final = {
+        f"val/{k.removeprefix('eval_')}": v
+        for k, v in final.items()
+        if k.removeprefix("eval_") not in timing
+    }
+    return train_curve, val_curve, final

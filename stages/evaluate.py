@@ -1,0 +1,62 @@
+"""Stage `evaluate`: the trained policy on held-out test prompts: reward vs diversity."""
+
+import argparse
+import json
+from pathlib import Path
+
+from prefdiv import config, data, evaluation, models, tracking
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--prompts", required=True, help="test-prompt reviews (JSONL)")
+    ap.add_argument("--policy", required=True, help="trained policy directory")
+    ap.add_argument("--reward", required=True, help="reward model directory")
+    ap.add_argument("--metrics", required=True, help="metrics to write (JSON)")
+    ap.add_argument("--per-prompt", required=True, help="per-prompt plot data to write (CSV)")
+    args = ap.parse_args()
+    params = config.load(args.params)
+    s = params.active
+
+    policy, policy_tok = models.load_policy(args.policy)
+    reward, reward_tok = models.load_reward(args.reward)
+    prompts = [
+        {
+            "prompt_id": r["id"],
+            "label": r["label"],
+            "prompt": data.truncate_prompt(policy_tok, r["text"], s.prompts.prompt_tokens),
+        }
+        for r in data.read_jsonl(args.prompts)
+    ]
+    df = evaluation.per_prompt(
+        policy,
+        policy_tok,
+        reward,
+        reward_tok,
+        prompts,
+        n=s.evaluate.n,
+        gen=s.generation,
+        seed=params.seed,
+    )
+    metrics = evaluation.summarise(
+        df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
+    )
+    data.write_json(args.metrics, metrics)
+    Path(args.per_prompt).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.per_prompt, index=False)
+
+    run_id = json.loads((Path(args.policy) / "prefdiv_run.json").read_text())["mlflow_run_id"]
+    tags = {
+        "loss": params.loss,
+        "beta": params.beta,
+        "scale": params.scale,
+        "evaluate.n": s.evaluate.n,
+    }
+    with tracking.run(tags=tags, params={}, run_id=run_id):
+        tracking.log_metrics(metrics)
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

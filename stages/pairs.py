@@ -1,0 +1,29 @@
+"""Stage `pairs`: every pair of scored samples of a prompt → (chosen, rejected); ties dropped."""
+
+import argparse
+
+from prefdiv import config, data, pairs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--scored", required=True, help="scored samples (JSONL)")
+    ap.add_argument("--train", required=True, help="training pairs to write (JSONL)")
+    ap.add_argument("--val", required=True, help="validation pairs to write (JSONL)")
+    ap.add_argument("--metrics", required=True, help="pair counts to write (JSON)")
+    args = ap.parse_args()
+    params = config.load(args.params)
+    p = params.active.pairs
+
+    all_pairs, counts = pairs.make_pairs(data.read_jsonl(args.scored), p.min_margin)
+    train, val = pairs.split_by_prompt(all_pairs, p.val_fraction, seed=params.seed)
+    data.write_jsonl(args.train, train)
+    data.write_jsonl(args.val, val)
+    counts.update(n_train_pairs=len(train), n_val_pairs=len(val))
+    data.write_json(args.metrics, counts)
+    print(counts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Stage `sample`: the SFT policy writes k continuations of every train prompt."""
+
+import argparse
+
+from prefdiv import config, data, models, sampling
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--prompts", required=True, help="train-prompt reviews (JSONL)")
+    ap.add_argument("--policy", required=True, help="SFT model directory")
+    ap.add_argument("--out", required=True, help="samples to write (JSONL, one row per prompt)")
+    args = ap.parse_args()
+    params = config.load(args.params)
+    s = params.active
+
+    model, tokenizer = models.load_policy(args.policy)
+    rows = data.read_jsonl(args.prompts)
+    prompts = [data.truncate_prompt(tokenizer, r["text"], s.prompts.prompt_tokens) for r in rows]
+    samples = sampling.sample(
+        model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample"
+    )
+    out, n_kept = [], 0
+    for row, prompt, responses in zip(rows, prompts, samples, strict=True):
+        kept = sampling.keep(responses, s.generation.min_tokens)
+        n_kept += len(kept)
+        out.append(
+            {
+                "prompt_id": row["id"],
+                "label": row["label"],
+                "prompt": prompt,
+                "responses": [r["text"] for r in kept],
+            }
+        )
+    data.write_jsonl(args.out, out)
+    print(f"kept {n_kept}/{len(rows) * s.sample.k} samples (≥ {s.generation.min_tokens} tokens)")
+
+
+if __name__ == "__main__":
+    main()

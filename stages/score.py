@@ -1,0 +1,28 @@
+"""Stage `score`: reward (positive-class logit of the reward model) of every kept sample."""
+
+import argparse
+
+from prefdiv import config, data, models, rewards
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--samples", required=True, help="samples (JSONL, one row per prompt)")
+    ap.add_argument("--reward", required=True, help="reward model directory")
+    ap.add_argument("--out", required=True, help="scored samples to write (JSONL)")
+    args = ap.parse_args()
+    config.load(args.params)  # validate the whole file; this stage reads no parameter
+
+    model, tokenizer = models.load_reward(args.reward)
+    rows = data.read_jsonl(args.samples)
+    texts = [t for row in rows for t in row["responses"]]
+    scores = iter(rewards.score(model, tokenizer, texts).tolist())
+    for row in rows:
+        row["responses"] = [{"text": t, "reward": next(scores)} for t in row["responses"]]
+    data.write_jsonl(args.out, rows)
+    print(f"scored {len(texts)} samples → {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Stage `sft`: train the SFT policy (BPE tokenizer + small GPT-2) on IMDB reviews."""
+
+import argparse
+
+from prefdiv import config, data, models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--reviews", required=True, help="training reviews (JSONL)")
+    ap.add_argument("--val", required=True, help="held-out reviews (JSONL)")
+    ap.add_argument("--out", required=True, help="model directory to write")
+    ap.add_argument("--metrics", required=True, help="JSON metrics to write")
+    args = ap.parse_args()
+    params = config.load(args.params)
+
+    texts = [r["text"] for r in data.iter_jsonl(args.reviews)]
+    val = [r["text"] for r in data.iter_jsonl(args.val)]
+    metrics = models.train_sft(texts, val, params.active.sft, args.out, seed=params.seed)
+    data.write_json(args.metrics, metrics)
+    print(f"SFT held-out perplexity {metrics['val_perplexity']:.1f} → {args.out}")
+
+
+if __name__ == "__main__":
+    main()

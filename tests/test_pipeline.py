@@ -1,0 +1,179 @@
+"""Integration: the whole study through `dvc repro` in a temporary copy, with tiny sizes."""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = [
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "src",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+]
+TINY = {
+    "prompts": dict(n_train=8, n_test=4, n_model_train=300, n_model_val=50, prompt_tokens=8),
+    "sft": dict(
+        vocab_size=512,
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        block_size=64,
+        batch_size=8,
+        max_steps=10,
+        warmup_steps=0,
+    ),
+    "reward": dict(
+        vocab_size=512,
+        n_layer=1,
+        dim=32,
+        n_head=2,
+        max_tokens=64,
+        batch_size=8,
+        max_steps=10,
+        warmup_steps=0,
+    ),
+    "generation": dict(max_new_tokens=12, min_tokens=1, batch_size=4),
+    "sample": dict(k=3),
+    "train": dict(
+        max_steps=2, batch_size=4, warmup_steps=0, max_length=32, logging_steps=1, eval_steps=1
+    ),
+    "evaluate": dict(n=3, bootstrap=50),
+}
+
+
+def run(cmd, cwd, env=None):
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, f"{cmd} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def set_params(repo, **changes):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = p
+        for k in parents:
+            node = node[k]
+        node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def would_run(repo):
+    return set(re.findall(r"Running stage '(\w+)'", run(["dvc", "repro", "--dry"], repo)))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("study") / "repo"
+    for rel in COPY:
+        src, dst = ROOT / rel, repo / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    for block, values in TINY.items():
+        p["demo"][block].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PREFDIV_TRACKING"] = "1"  # exercise MLflow, into the copy's own mlflow.db
+    os.environ.update({k: env[k] for k in env if k.startswith("GIT_")})
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run(["dvc", "repro"], repo, env=env)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny study"], repo)
+    return repo, env
+
+
+def test_repro_writes_finite_metrics_and_is_then_up_to_date(repo):
+    repo, env = repo
+    metrics = json.loads((repo / "metrics" / "eval.json").read_text())
+    for key in ["reward/mean", "diversity/entropy_unigram", "length/mean_tokens", "kept_fraction"]:
+        assert math.isfinite(metrics[key]), key
+    for name in ["sft", "reward", "pairs", "train"]:
+        assert (repo / "metrics" / f"{name}.json").exists()
+    pairs = json.loads((repo / "metrics" / "pairs.json").read_text())
+    assert pairs["n_pairs"] == pairs["n_candidates"] - pairs["n_ties"] > 0
+    assert "up to date" in run(["dvc", "status"], repo, env)
+    assert would_run(repo) == set()
+
+
+def test_mlflow_run_has_training_and_evaluation_metrics(repo):
+    repo, _ = repo
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == "prefdiv"]
+    (r,) = client.search_runs([exp.experiment_id])
+    assert r.data.tags["loss"] == "sigmoid" and "git_commit" in r.data.tags
+    assert "reward/mean" in r.data.metrics and "rewards/margins" in r.data.metrics
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"demo__evaluate__n": 4}, {"evaluate"}),
+        ({"loss": "sft"}, {"train", "evaluate"}),
+        ({"beta": 0.5}, {"train", "evaluate"}),
+        ({"demo__pairs__min_margin": 0.5}, {"pairs", "train", "evaluate"}),
+        ({"demo__sample__k": 4}, {"sample", "score", "pairs", "train", "evaluate"}),
+    ],
+)
+def test_params_rerun_only_the_stages_that_read_them(repo, change, expected):
+    repo, _ = repo
+    original = (repo / "params.yaml").read_text()
+    try:
+        set_params(repo, **change)
+        assert would_run(repo) == expected
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def test_experiment_then_plots_diff_renders_html(repo):
+    repo, env = repo
+    run(["dvc", "exp", "run", "-S", "loss=sft", "-n", "tiny-sft"], repo, env)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
+    text = json.dumps(shown)
+    assert "tiny-sft" in text and "reward/mean" in text
+    run(["dvc", "plots", "diff", "HEAD", "tiny-sft", "-o", "plots_html"], repo, env)
+    html = (repo / "plots_html" / "index.html").read_text()
+    assert "reward_vs_entropy" in html or "reward" in html
+
+
+def test_grid_queues_runs_reports_failures_and_tabulates(repo):
+    repo, env = repo
+    (repo / "grid.yaml").write_text(
+        "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
+        "experiments:\n"
+        "  g-hinge: {loss: hinge}\n"
+        "  g-bad: {loss: alpha, alpha: 1.5}\n"  # rejected by params validation in the queue
+    )
+    out = subprocess.run(["prefdiv", "grid"], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAILED: g-bad" in out.stderr and "FAILED: g-hinge" not in out.stderr
+    assert "1/2 experiments succeeded" in out.stdout
+    table = run(["prefdiv", "table"], repo, env)
+    (hinge,) = [line for line in table.splitlines() if line.startswith("| g-hinge ")]
+    assert "| hinge | 0.1 |" in hinge and "[" in hinge
+    assert "not run / failed" in next(ln for ln in table.splitlines() if "g-bad" in ln)

@@ -1,0 +1,103 @@
+"""2-step preference training with every registered loss, on a tiny random GPT-2."""
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from prefdiv import losses, trainer
+from prefdiv.config import TrainParams
+
+P = TrainParams(
+    learning_rate=1e-3,
+    max_steps=3,
+    batch_size=2,
+    warmup_steps=0,
+    max_length=32,
+    logging_steps=1,
+    eval_steps=2,
+)
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tiny_policy, tmp_path_factory):
+    model, tok = tiny_policy
+    path = tmp_path_factory.mktemp("sft")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _pairs(n):
+    return [
+        {
+            "prompt_id": str(i),
+            "prompt": "The film was",
+            "chosen": " wonderful and moving.",
+            "rejected": " boring and awful.",
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("loss", sorted(losses.LOSSES))
+def test_two_steps_with_every_loss(loss, sft_dir, tmp_path):
+    curve, val, final = trainer.train_policy(
+        sft_dir,
+        _pairs(6),
+        _pairs(2),
+        loss=loss,
+        beta=0.5,
+        p=P,
+        seed=0,
+        out_dir=tmp_path / "policy",
+        work_dir=tmp_path / "work",
+        report_to=[],
+        loss_options={"label_smoothing": 0.1, "alpha": 0.5},
+    )
+    assert list(curve["step"]) == [1, 2, 3]
+    assert all(math.isfinite(v) for v in curve["loss"])
+    assert len(val) >= 1 and math.isfinite(final["val/loss"])
+    assert (tmp_path / "policy" / "config.json").exists()
+    # the policy moved: training happened (lr 1e-3 on 6 pairs)
+    a = AutoModelForCausalLM.from_pretrained(sft_dir).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "policy").state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sft_copies_the_policy(sft_dir, tmp_path):
+    curve, val, final = trainer.train_policy(
+        sft_dir,
+        [],
+        [],
+        loss="sft",
+        beta=0.1,
+        p=P,
+        seed=0,
+        out_dir=tmp_path / "p",
+        work_dir=tmp_path / "w",
+        report_to=[],
+    )
+    assert curve.empty and val.empty and final == {}
+    assert (tmp_path / "p" / "config.json").exists()
+
+
+def test_annealed_beta_is_logged_every_step(sft_dir, tmp_path):
+    p = TrainParams(**{**vars(P), "max_steps": 5})
+    curve, _, _ = trainer.train_policy(
+        sft_dir,
+        _pairs(10),
+        [],
+        loss="sigmoid",
+        beta=0.0,
+        beta_end=1.0,
+        p=p,
+        seed=0,
+        out_dir=tmp_path / "p",
+        work_dir=tmp_path / "w",
+        report_to=[],
+    )
+    # the loss at step s uses β(s) = s/(max_steps-1), logged with the step that used it
+    assert list(curve["beta"]) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert curve["loss"].iloc[0] == pytest.approx(math.log(2))  # β = 0: −log σ(0)
