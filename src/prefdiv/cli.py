@@ -69,9 +69,7 @@ def experiments() -> dict[str, dict]:
             if rev.get("error"):
                 state = "failed"
             params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-            metrics = {
-                path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()
-            }
+            metrics = {path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()}
             out[exp.get("name") or rev.get("name")] = dict(
                 state=state, params=params, metrics=metrics
             )
@@ -107,6 +105,10 @@ def run_grid(grid_path: str, jobs: int) -> int:
     return 1 if failed else 0
 
 
+def _ci(metrics: dict, key: str) -> str:
+    return f"{metrics[key]:.3f} [{metrics[key + '_ci_low']:.3f}, {metrics[key + '_ci_high']:.3f}]"
+
+
 def table(grid_path: str) -> str:
     """Markdown table of the grid's experiments: configuration, reward and entropy with 95 % CIs."""
     grid, exps = load_grid(grid_path), experiments()
@@ -124,13 +126,9 @@ def table(grid_path: str) -> str:
         if p.get("beta_end") is not None and p["loss"] != "sft":
             beta = f"{p['beta']}→{p['beta_end']}"
         opts = {"alpha": f"α={p['alpha']}", "cdpo": f"ε={p['label_smoothing']}"}.get(p["loss"], "")
-
-        def ci(k):
-            return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]"
-
         rows.append(
-            f"| {name} | {p['loss']} | {beta} | {opts} | {ci('reward/mean')} "
-            f"| {ci('diversity/entropy_unigram')} | {m['length/mean_tokens']:.1f} |"
+            f"| {name} | {p['loss']} | {beta} | {opts} | {_ci(m, 'reward/mean')} "
+            f"| {_ci(m, 'diversity/entropy_unigram')} | {m['length/mean_tokens']:.1f} |"
         )
     return "\n".join(rows) + "\n"
 
