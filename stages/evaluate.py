@@ -12,14 +12,17 @@ def main() -> None:
     ap.add_argument("--params", required=True)
     ap.add_argument("--prompts", required=True, help="test-prompt reviews (JSONL)")
     ap.add_argument("--policy", required=True, help="trained policy directory")
+    ap.add_argument("--reference", required=True, help="reference (SFT) policy, for the KL")
     ap.add_argument("--reward", required=True, help="reward model directory")
     ap.add_argument("--metrics", required=True, help="metrics to write (JSON)")
     ap.add_argument("--per-prompt", required=True, help="per-prompt plot data to write (CSV)")
+    ap.add_argument("--per-sample", required=True, help="per-sample rewards to write (CSV)")
     args = ap.parse_args()
     params = config.load(args.params)
     s = params.active
 
     policy, policy_tok = models.load_policy(args.policy)
+    reference, _ = models.load_policy(args.reference)
     reward, reward_tok = models.load_reward(args.reward)
     prompts = [
         {
@@ -29,11 +32,13 @@ def main() -> None:
         }
         for r in data.read_jsonl(args.prompts)
     ]
-    df = evaluation.per_prompt(
+    df, per_sample = evaluation.per_prompt(
         policy,
         policy_tok,
+        reference,
         reward,
         reward_tok,
+        models.load_embedder(),
         prompts,
         n=s.evaluate.n,
         gen=s.generation,
@@ -43,8 +48,9 @@ def main() -> None:
         df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
     )
     data.write_json(args.metrics, metrics)
-    Path(args.per_prompt).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.per_prompt, index=False)
+    for frame, path in [(df, args.per_prompt), (per_sample, args.per_sample)]:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
 
     run_id = json.loads((Path(args.policy) / "prefdiv_run.json").read_text())["mlflow_run_id"]
     tags = {

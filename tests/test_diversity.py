@@ -21,3 +21,61 @@ def test_bootstrap_ci_covers_mean_and_is_seeded():
     assert lo < x.mean() < hi
     assert 0.1 < hi - lo < 0.5  # ≈ 2·1.96/√200 = 0.28
     assert diversity.bootstrap_ci(x, n_resamples=500, seed=0) == (lo, hi)
+
+
+SAME = [[5, 6, 7, 8, 9]] * 4
+DISJOINT = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15], [16, 17, 18, 19, 20]]
+
+
+def test_distinct_n_identical_vs_disjoint():
+    assert diversity.distinct_n(DISJOINT, 1) == diversity.distinct_n(DISJOINT, 3) == 1.0
+    assert diversity.distinct_n(SAME, 1) == pytest.approx(5 / 20)  # minimal: 1/k of one
+    assert diversity.distinct_n(SAME, 2) == pytest.approx(4 / 16)
+    # n-grams do not cross response boundaries: [1,2] + [2,1] has bigrams (1,2), (2,1)
+    assert diversity.distinct_n([[1, 2], [2, 1]], 2) == 1.0
+    assert math.isnan(diversity.distinct_n([[1]], 2))
+
+
+def test_ead_worked_example():
+    # tokens 1,2,1,3 with V = 10: N = 3 unique, C = 4; expected unique = 10·(1 − 0.9⁴) = 3.439
+    assert diversity.ead([[1, 2], [1, 3]], 1, vocab_size=10) == pytest.approx(3 / 3.439)
+    # bigrams (1,2), (1,3): N = 2, C = 2, expected = 10·(1 − 0.81) = 1.9
+    assert diversity.ead([[1, 2], [1, 3]], 2, vocab_size=10) == pytest.approx(2 / 1.9)
+    # longer disjoint text keeps EAD near 1 where distinct-n would stay 1 trivially;
+    # repeated text is penalised
+    assert diversity.ead_mean(SAME, 50_000) < diversity.ead_mean(DISJOINT, 50_000)
+
+
+def test_self_bleu_identical_is_maximal_disjoint_minimal():
+    same = ["the film was a delight from start to finish"] * 4
+    disjoint = [
+        "the film was a delight",
+        "terrible acting ruined everything here",
+        "my kids loved those songs",
+        "cinematography deserves every award going",
+    ]
+    assert diversity.self_bleu(same) == pytest.approx(100.0)
+    assert diversity.self_bleu(disjoint) < 5.0
+    assert math.isnan(diversity.self_bleu(["alone"]))
+
+
+def test_embedding_diversity():
+    e = np.random.default_rng(0).normal(size=(1, 16))
+    assert diversity.embedding_diversity(np.repeat(e, 4, axis=0)) == pytest.approx(0.0, abs=1e-9)
+    assert diversity.embedding_diversity(np.eye(4)) == pytest.approx(1.0)  # orthogonal
+
+
+def test_embedding_diversity_with_the_real_model():
+    from prefdiv import models
+
+    emb = models.load_embedder()
+    same = emb.encode(["A wonderful, moving film."] * 3)
+    diff = emb.encode(
+        [
+            "A wonderful, moving film.",
+            "The stock market fell sharply today.",
+            "Add two eggs and stir the flour.",
+        ]
+    )
+    assert diversity.embedding_diversity(same) == pytest.approx(0.0, abs=1e-5)
+    assert diversity.embedding_diversity(diff) > 0.5

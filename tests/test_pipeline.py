@@ -19,6 +19,7 @@ COPY = [
     "src",
     ".dvc/config",
     ".dvc/.gitignore",
+    ".dvc/plots",
     ".dvcignore",
     ".gitignore",
 ]
@@ -181,3 +182,20 @@ def test_grid_queues_runs_reports_failures_and_tabulates(repo):
     (hinge,) = [line for line in table.splitlines() if line.startswith("| g-hinge ")]
     assert "| hinge | 0.1 |" in hinge and "[" in hinge
     assert "not run / failed" in next(ln for ln in table.splitlines() if "g-bad" in ln)
+
+
+def test_compare_and_offline_render(repo):
+    repo, env = repo
+    if "tiny-sft" not in run(["dvc", "exp", "list", "--name-only"], repo, env):
+        run(["dvc", "exp", "run", "-S", "loss=sft", "-n", "tiny-sft"], repo, env)
+        run(["git", "checkout", "--", "params.yaml"], repo, env)
+    run(["prefdiv", "compare", "--out", "reports"], repo, env)
+    md = (repo / "reports" / "compare.md").read_text()
+    (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft ")]
+    assert "| sft |" in row and "±" in row
+    for png in ["reward_entropy.png", "reward_kl.png"]:
+        assert (repo / "reports" / png).stat().st_size > 10_000
+    out = run(["prefdiv", "render", "HEAD", "tiny-sft", "--out", "offline"], repo, env)
+    svgs = {Path(p).name for p in out.split()}
+    assert {"reward_vs_entropy.svg", "reward_distribution.svg", "training_loss.svg"} <= svgs
+    assert "<svg" in (repo / "offline" / "reward_vs_entropy.svg").read_text()[:500]

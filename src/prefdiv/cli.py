@@ -1,9 +1,11 @@
 """`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
 
-    prefdiv grid  [--grid grid.yaml] [--jobs 1]     queue every configuration, run them, report
-    prefdiv table [--grid grid.yaml] [--readme README.md]   results table (Markdown) from DVC
+    prefdiv grid    [--grid grid.yaml] [--jobs 1]   queue every configuration, run them, report
+    prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown)
+    prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
+    prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
 
-Both drive DVC itself (`dvc exp run --queue`, `dvc exp run --run-all`, `dvc exp show --json`);
+All drive DVC itself (`dvc exp run --queue`, `dvc exp show --json`, `dvc plots diff --json`);
 nothing here re-implements the pipeline.
 """
 
@@ -18,6 +20,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from prefdiv import compare
 
 KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -85,7 +89,9 @@ def failed_in_queue() -> set[str]:
 def run_grid(grid_path: str, jobs: int) -> int:
     grid = load_grid(grid_path)
     start = time.time()
-    # Re-running the grid replaces its experiments (`exp run -f` would also force every stage).
+    # Re-running the grid replaces its experiments (`exp run -f` would also force every stage);
+    # old failed tasks would otherwise still be listed as failures of this run.
+    _dvc("queue", "remove", "--failed")
     stale = sorted(set(grid) & set(experiments()))
     if stale:
         _dvc("exp", "remove", *stale)
@@ -122,10 +128,7 @@ def table(grid_path: str) -> str:
             rows.append(f"| {name} | {settings['loss']} | | | not run / failed | | |")
             continue
         m, p = e["metrics"]["metrics/eval.json"], e["params"]
-        beta = "—" if p["loss"] == "sft" else _value(p["beta"])
-        if p.get("beta_end") is not None and p["loss"] != "sft":
-            beta = f"{p['beta']}→{p['beta_end']}"
-        opts = {"alpha": f"α={p['alpha']}", "cdpo": f"ε={p['label_smoothing']}"}.get(p["loss"], "")
+        beta, opts = compare.describe(p)
         rows.append(
             f"| {name} | {p['loss']} | {beta} | {opts} | {_ci(m, 'reward/mean')} "
             f"| {_ci(m, 'diversity/entropy_unigram')} | {m['length/mean_tokens']:.1f} |"
@@ -143,6 +146,29 @@ def write_into(readme: Path, text: str) -> None:
     readme.write_text(f"{head}{START}\n{text}{END}{tail}")
 
 
+def render(revs: list[str], out_dir: str) -> list[Path]:
+    """Render the `dvc.yaml` plots of `revs` (as `dvc plots diff` would) to SVG and PNG.
+
+    DVC's HTML loads Vega from a CDN, which fails offline; vl-convert bundles Vega instead.
+    """
+    import vl_convert as vlc
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shown = json.loads(_dvc("plots", "diff", *revs, "--json"))
+    written = []
+    for plot_id, items in shown.get("data", {}).items():
+        for i, item in enumerate(items):
+            if item.get("type") != "vega":
+                continue
+            stem = re.sub(r"[^\w.-]+", "_", plot_id) + (f"_{i}" if i else "")
+            spec = item["content"]
+            (out / f"{stem}.svg").write_text(vlc.vegalite_to_svg(spec))
+            (out / f"{stem}.png").write_bytes(vlc.vegalite_to_png(spec, scale=1.5))
+            written += [out / f"{stem}.svg", out / f"{stem}.png"]
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -152,9 +178,21 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table", help="results table of the grid's experiments (Markdown)")
     t.add_argument("--grid", default="grid.yaml")
     t.add_argument("--readme", help="write the table between the README's results markers")
+    c = sub.add_parser("compare", help="table + figures of every DVC experiment")
+    c.add_argument("--out", default="reports")
+    r = sub.add_parser("render", help="render dvc.yaml plots offline (SVG + PNG)")
+    r.add_argument("revs", nargs="*", help="revisions / experiment names (default: workspace)")
+    r.add_argument("--out", default="dvc_plots_offline")
     args = ap.parse_args(argv)
     if args.cmd == "grid":
         return run_grid(args.grid, args.jobs)
+    if args.cmd == "compare":
+        print(f"wrote {compare.report(experiments(), args.out)}")
+        return 0
+    if args.cmd == "render":
+        for path in render(args.revs, args.out):
+            print(path)
+        return 0
     text = table(args.grid)
     if args.readme:
         write_into(Path(args.readme), text)

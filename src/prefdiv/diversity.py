@@ -1,20 +1,27 @@
-"""Diversity of a policy's samples, per prompt, as the reference study measures it."""
+"""Diversity of a policy's samples for one prompt, as the literature measures it.
+
+Every function takes the kept responses of ONE prompt; the caller averages over prompts.
+Token-level metrics use the policy tokenizer's ids (as the reference study's entropy does).
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+from sacrebleu.metrics import BLEU
 from scipy import stats
+
+_BLEU = BLEU(effective_order=True)  # sentence-level BLEU: effective order avoids zero n-gram counts
 
 
 def unigram_entropy(responses: Sequence[Sequence[int]]) -> float:
     """Shannon entropy (nats) of the unigram distribution of token ids pooled over responses.
 
-    The reference study's diversity metric, computed per prompt over that prompt's kept
-    responses (then averaged over prompts by the caller). It grows with the number of tokens
-    pooled, so compare it at equal sample counts and lengths.
+    The reference study's diversity metric. It grows with the number of tokens pooled, so
+    read it beside the mean length (`diversity/tokens_pooled`).
     """
     counts = np.fromiter(Counter(t for r in responses for t in r).values(), dtype=np.float64)
     if counts.size == 0:
@@ -23,9 +30,66 @@ def unigram_entropy(responses: Sequence[Sequence[int]]) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def _ngrams(responses: Sequence[Sequence], n: int) -> list[tuple]:
+    # n-grams never cross a response boundary
+    return [tuple(r[i : i + n]) for r in responses for i in range(len(r) - n + 1)]
+
+
+def distinct_n(responses: Sequence[Sequence], n: int) -> float:
+    """Distinct-n (Li et al. 2016): unique n-grams / total n-grams, pooled over responses."""
+    grams = _ngrams(responses, n)
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+def ead(responses: Sequence[Sequence], n: int, vocab_size: int) -> float:
+    """Expectation-adjusted distinct-n (Liu et al., "Rethinking and Refining the Distinct
+    Metric", ACL 2022).
+
+    Unique n-grams divided by the number *expected* if the C n-grams were drawn uniformly from
+    V types: V·[1 − ((V − 1)/V)^C]. Unlike distinct-n it does not fall just because responses
+    get longer. V = `vocab_size` for every n, as in the paper's formula.
+    """
+    grams = _ngrams(responses, n)
+    if not grams:
+        return float("nan")
+    v, c = float(vocab_size), len(grams)
+    expected = v * (1.0 - np.exp(c * np.log1p(-1.0 / v)))  # V[1 − ((V−1)/V)^C], stable
+    return len(set(grams)) / expected
+
+
+def ead_mean(responses: Sequence[Sequence], vocab_size: int, ns=range(1, 6)) -> float:
+    """EAD averaged over n = 1..5."""
+    return float(np.mean([ead(responses, n, vocab_size) for n in ns]))
+
+
+def self_bleu(texts: Sequence[str]) -> float:
+    """Self-BLEU-4 (Zhu et al. 2018), sacreBLEU sentence BLEU of each text against the others.
+
+    0–100; lower = more diverse. NaN with fewer than two texts.
+    """
+    if len(texts) < 2:
+        return float("nan")
+    scores = [
+        _BLEU.sentence_score(t, [o for j, o in enumerate(texts) if j != i]).score
+        for i, t in enumerate(texts)
+    ]
+    return float(np.mean(scores))
+
+
+def embedding_diversity(embeddings: np.ndarray) -> float:
+    """1 − mean pairwise cosine similarity of sentence embeddings (rows). NaN with < 2 rows."""
+    if len(embeddings) < 2:
+        return float("nan")
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    sims = [float(e[i] @ e[j]) for i, j in itertools.combinations(range(len(e)), 2)]
+    return 1.0 - float(np.mean(sims))
+
+
 def bootstrap_ci(values: Sequence[float], *, n_resamples: int, seed: int) -> tuple[float, float]:
     """95 % percentile-bootstrap confidence interval of the mean over prompts."""
     values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float("nan"), float("nan")
     res = stats.bootstrap(
         (values,),
         np.mean,

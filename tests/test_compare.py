@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from prefdiv import compare
+
+
+def _exp(loss, reward, entropy, **params):
+    m = {"reward/mean": reward, "diversity/entropy_unigram": entropy, "kl/sequence": 1.0}
+    for k in list(m):
+        m[f"{k}_ci_low"], m[f"{k}_ci_high"] = m[k] - 0.1, m[k] + 0.1
+    p = {"loss": loss, "beta": 0.1, "beta_end": None, "alpha": 0.5, "label_smoothing": 0.0}
+    return {"state": "success", "params": {**p, **params}, "metrics": {compare.EVAL: m}}
+
+
+def test_levels_follow_the_reference_study():
+    assert compare.level({"loss": "sft"}) == compare.level({"loss": "hinge"}) == 1
+    assert compare.level({"loss": "alpha", "alpha": 0.3}) == 2
+    assert compare.level({"loss": "ipo"}) == compare.level({"loss": "cdpo"}) == 3
+    assert compare.level({"loss": "sigmoid", "beta_end": 1.0}) == 3  # annealing
+
+
+def test_quadratic_trend_recovers_a_parabola():
+    xs = [3.6, 3.8, 4.0, 4.2]
+    exps = {
+        f"e{i}": _exp(loss, -((x - 3.9) ** 2) + 1, x)
+        for i, (loss, x) in enumerate(zip(["sigmoid", "jsd", "alpha", "fkl"], xs, strict=True))
+    }
+    exps["ipo"] = _exp("ipo", 5.0, 3.0)  # not in the f-family: ignored
+    coef = compare.quadratic_trend(exps, "diversity/entropy_unigram", "reward/mean")
+    assert coef == pytest.approx([-1.0, 7.8, 1 - 3.9**2], rel=1e-6)
+    assert (
+        compare.quadratic_trend({"a": exps["e0"]}, "diversity/entropy_unigram", "reward/mean")
+        is None
+    )
+
+
+def test_report_skips_failed_and_writes_figures(tmp_path):
+    exps = {
+        "ok": _exp("sigmoid", 2.0, 4.0),
+        "base": _exp("sft", 0.5, 4.2),
+        "bad": {**_exp("fkl", 9.0, 9.0), "state": "failed"},
+    }
+    md = compare.report(exps, tmp_path).read_text()
+    assert "| ok | 1 | sigmoid | 0.1 |" in md and "| base | 1 | sft | — |" in md
+    assert "2.000 ± 0.100" in md
+    assert "| bad |" not in md and "Skipped (failed" in md
+    assert (tmp_path / "reward_entropy.png").exists() and (tmp_path / "reward_kl.png").exists()
+    assert np.isfinite(exps["ok"]["metrics"][compare.EVAL]["reward/mean"])
