@@ -46,3 +46,24 @@ def test_report_skips_failed_and_writes_figures(tmp_path):
     assert "| bad |" not in md and "Skipped (failed" in md
     assert (tmp_path / "reward_entropy.png").exists() and (tmp_path / "reward_kl.png").exists()
     assert np.isfinite(exps["ok"]["metrics"][compare.EVAL]["reward/mean"])
+
+
+def test_orderings_match_configurations_and_rank(tmp_path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text(
+        "method,loss,beta,option,reward_all,entropy_all\n"
+        "SFT,sft,,,0.3,5.3\nDPO,sigmoid,0.1,,2.9,4.7\n"
+        "f-DPO alpha 0.3,alpha,0.1,alpha=0.3,2.8,5.1\n"
+        "DPO annealing,sigmoid,0.0,beta_end=1.0,2.85,4.8\n"
+    )
+    exps = {
+        "sft": _exp("sft", 0.4, 4.2),
+        "dpo": _exp("sigmoid", 2.4, 4.0),
+        "a03": _exp("alpha", 2.1, 4.3, alpha=0.3),
+        "a05": _exp("alpha", 2.0, 4.3, alpha=0.5),  # not in the reference: left out
+        "anneal": _exp("sigmoid", 2.2, 4.1, beta=0.0, beta_end=1.0),
+    }
+    md = compare.orderings(exps, compare.read_reference(ref))
+    assert "reward: Spearman ρ = 1.00" in md and "4 methods" in md
+    assert "| anneal | DPO annealing | 2.200 (2) | 2.850 (2) |" in md
+    assert "a05" not in md

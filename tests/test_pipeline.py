@@ -199,3 +199,24 @@ def test_compare_and_offline_render(repo):
     svgs = {Path(p).name for p in out.split()}
     assert {"reward_vs_entropy.svg", "reward_distribution.svg", "training_loss.svg"} <= svgs
     assert "<svg" in (repo / "offline" / "reward_vs_entropy.svg").read_text()[:500]
+
+
+def test_push_then_pull_in_a_fresh_clone_restores_every_output(repo, tmp_path):
+    repo, env = repo
+    remote = tmp_path / "remote"
+    # --local: the test's remote goes to the git-ignored .dvc/config.local, not the committed config
+    run(["dvc", "remote", "add", "--local", "-f", "-d", "tmp", str(remote)], repo, env)
+    run(["dvc", "push", "--all-commits"], repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    run(["dvc", "remote", "add", "--local", "-f", "-d", "tmp", str(remote)], clone, env)
+    run(["dvc", "pull"], clone, env)
+    for out in [
+        "models/sft/config.json",
+        "models/reward/config.json",
+        "models/policy/config.json",
+        "data/pairs/train.jsonl",
+        "data/scored.jsonl",
+    ]:
+        assert (clone / out).exists(), out
+    assert "up to date" in run(["dvc", "status"], clone, env)

@@ -59,13 +59,13 @@ def _dvc(*args: str) -> str:
     return out.stdout
 
 
-def experiments() -> dict[str, dict]:
-    """Experiments of the current baseline, by name: `{"state", "params", "metrics"}`.
+def experiments(rev: str | None = None) -> dict[str, dict]:
+    """Experiments of baseline `rev` (default HEAD), by name: `{"state", "params", "metrics"}`.
 
     A failed experiment shows its baseline's metrics in `dvc exp show`: `state` tells them apart.
     """
     out: dict[str, dict] = {}
-    for baseline in json.loads(_dvc("exp", "show", "--json")):
+    for baseline in json.loads(_dvc("exp", "show", "--json", *(["--rev", rev] if rev else []))):
         for exp in baseline.get("experiments") or []:
             rev = exp["revs"][0]
             data = rev.get("data") or {}
@@ -115,9 +115,9 @@ def _ci(metrics: dict, key: str) -> str:
     return f"{metrics[key]:.3f} [{metrics[key + '_ci_low']:.3f}, {metrics[key + '_ci_high']:.3f}]"
 
 
-def table(grid_path: str) -> str:
+def table(grid_path: str, rev: str | None = None) -> str:
     """Markdown table of the grid's experiments: configuration, reward and entropy with 95 % CIs."""
-    grid, exps = load_grid(grid_path), experiments()
+    grid, exps = load_grid(grid_path), experiments(rev)
     rows = [
         "| experiment | loss | β | options | reward (95 % CI) | entropy, nats (95 % CI) | tokens |",
         "|---|---|---|---|---|---|---|",
@@ -178,8 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table", help="results table of the grid's experiments (Markdown)")
     t.add_argument("--grid", default="grid.yaml")
     t.add_argument("--readme", help="write the table between the README's results markers")
+    t.add_argument("--rev", help="baseline commit of the experiments (default: HEAD)")
     c = sub.add_parser("compare", help="table + figures of every DVC experiment")
     c.add_argument("--out", default="reports")
+    c.add_argument("--rev", help="baseline commit of the experiments (default: HEAD)")
+    c.add_argument(
+        "--reference",
+        default="reference/reference_results.csv",
+        help="reference study's results, for the table of orderings (skipped if absent)",
+    )
     r = sub.add_parser("render", help="render dvc.yaml plots offline (SVG + PNG)")
     r.add_argument("revs", nargs="*", help="revisions / experiment names (default: workspace)")
     r.add_argument("--out", default="dvc_plots_offline")
@@ -187,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "grid":
         return run_grid(args.grid, args.jobs)
     if args.cmd == "compare":
-        print(f"wrote {compare.report(experiments(), args.out)}")
+        print(f"wrote {compare.report(experiments(args.rev), args.out, args.reference)}")
         return 0
     if args.cmd == "render":
         for path in render(args.revs, args.out):
             print(path)
         return 0
-    text = table(args.grid)
+    text = table(args.grid, args.rev)
     if args.readme:
         write_into(Path(args.readme), text)
     print(text, end="")

@@ -141,8 +141,81 @@ def reward_kl_figure(exps: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report(exps: dict[str, dict], out_dir: str | Path) -> Path:
-    """Write `compare.md` and its figures into `out_dir`; return the Markdown path."""
+def config_key(loss, beta, option: dict) -> tuple:
+    """Identity of a configuration: loss, β (None for sft) and its options, as floats."""
+    beta = None if loss == "sft" or beta is None else round(float(beta), 6)
+    return loss, beta, tuple(sorted((k, round(float(v), 6)) for k, v in option.items()))
+
+
+def _exp_key(p: dict) -> tuple:
+    option = {}
+    if p["loss"] == "alpha":
+        option["alpha"] = p["alpha"]
+    if p["loss"] == "cdpo":
+        option["label_smoothing"] = p["label_smoothing"]
+    if p.get("beta_end") is not None and p["loss"] != "sft":
+        option["beta_end"] = p["beta_end"]
+    return config_key(p["loss"], p["beta"], option)
+
+
+def read_reference(path: str | Path) -> dict[tuple, dict]:
+    """The reference study's results (`reference/reference_results.csv`), by configuration."""
+    import csv
+
+    out = {}
+    with open(path) as fh:
+        for row in csv.DictReader(fh):
+            option = dict(kv.split("=") for kv in row["option"].split(";") if kv)
+            out[config_key(row["loss"], row["beta"] or None, option)] = row
+    return out
+
+
+def orderings(exps: dict[str, dict], reference: dict[tuple, dict]) -> str:
+    """Markdown: our and the reference study's reward and entropy with ranks, and Spearman ρ.
+
+    Absolute values differ across scales; whether the methods come in the same *order* is the
+    question this table answers.
+    """
+    from scipy.stats import spearmanr
+
+    rows = [
+        (name, reference[_exp_key(e["params"])], e["metrics"][EVAL])
+        for name, e in sorted(exps.items())
+        if _exp_key(e["params"]) in reference
+    ]
+    if len(rows) < 3:
+        return ""
+    cols = {
+        "reward": ("reward/mean", "reward_all"),
+        "entropy": ("diversity/entropy_unigram", "entropy_all"),
+    }
+    ranks, lines = {}, []
+    for what, (ours, theirs) in cols.items():
+        a = np.array([m[ours] for _, _, m in rows])
+        b = np.array([float(r[theirs]) for _, r, _ in rows])
+        ranks[what] = (np.argsort(np.argsort(-a)) + 1, np.argsort(np.argsort(-b)) + 1)
+        rho, pval = spearmanr(a, b)
+        lines.append(f"- {what}: Spearman ρ = {rho:.2f} (p = {pval:.3f}, {len(rows)} methods)")
+    table = [
+        "| experiment | reference method | reward: ours (rank) | reference (rank) "
+        "| entropy: ours (rank) | reference (rank) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, (name, ref, m) in enumerate(rows):
+        (ra, rb), (ea, eb) = ranks["reward"], ranks["entropy"]
+        table.append(
+            f"| {name} | {ref['method']} | {m['reward/mean']:.3f} ({ra[i]}) "
+            f"| {float(ref['reward_all']):.3f} ({rb[i]}) | {m['diversity/entropy_unigram']:.3f} "
+            f"({ea[i]}) | {float(ref['entropy_all']):.3f} ({eb[i]}) |"
+        )
+    return "\n".join(["## Orderings vs the reference study", "", *lines, "", *table, ""])
+
+
+def report(exps: dict[str, dict], out_dir: str | Path, reference: str | Path | None = None) -> Path:
+    """Write `compare.md` and its figures into `out_dir`; return the Markdown path.
+
+    With `reference` (the reference study's CSV), add the table of method orderings.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     usable = {n: e for n, e in exps.items() if e["state"] != "failed" and EVAL in e["metrics"]}
@@ -161,6 +234,8 @@ def report(exps: dict[str, dict], out_dir: str | Path) -> Path:
         "![reward vs KL](reward_kl.png)",
         "",
     ]
+    if reference is not None and Path(reference).exists():
+        md.append(orderings(usable, read_reference(reference)))
     if skipped:
         md.append(f"Skipped (failed or without `{EVAL}`): {', '.join(skipped)}\n")
     path = out / "compare.md"
