@@ -19,3 +19,36 @@ def test_default_uri_is_absolute_sqlite_in_the_repo(tmp_path, monkeypatch):
     assert Path(uri.removeprefix("sqlite:///")).is_absolute()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example:5000")
     assert tracking.tracking_uri(exp) == "http://example:5000"
+
+
+def test_parallel_first_runs_share_one_fresh_store(tmp_path):
+    """Three queue workers starting at once on a store that does not exist yet all land."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from prefdiv import tracking\n"
+        "with tracking.run(tags={'loss': 'x'}, params={'i': 1}):\n"
+        "    tracking.log_metrics({'m': 1.0})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PREFDIV_TRACKING"] = "1"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == tracking.EXPERIMENT]
+    assert len(client.search_runs([exp.experiment_id])) == 3

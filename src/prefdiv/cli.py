@@ -4,6 +4,7 @@
     prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown)
     prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
+    prefdiv bench-sampling [--n-prompts 128]   our sampling vs the reference study's loop
 
 All drive DVC itself (`dvc exp run --queue`, `dvc exp show --json`, `dvc plots diff --json`);
 nothing here re-implements the pipeline.
@@ -169,6 +170,21 @@ def render(revs: list[str], out_dir: str) -> list[Path]:
     return written
 
 
+def bench_sampling(args) -> int:
+    from prefdiv import bench, config, data, models
+
+    params = config.load(args.params)
+    s = params.active
+    model, tok = models.load_policy(args.policy)
+    rows = data.read_jsonl(args.prompts)[: args.n_prompts]
+    prompts = [data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens) for r in rows]
+    result = bench.compare_throughput(
+        model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed
+    )
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -190,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("render", help="render dvc.yaml plots offline (SVG + PNG)")
     r.add_argument("revs", nargs="*", help="revisions / experiment names (default: workspace)")
     r.add_argument("--out", default="dvc_plots_offline")
+    b = sub.add_parser("bench-sampling", help="sampling tokens/s: ours vs the reference loop")
+    b.add_argument("--params", default="params.yaml")
+    b.add_argument("--policy", default="models/sft")
+    b.add_argument("--prompts", default="data/prompts/train.jsonl")
+    b.add_argument("--n-prompts", type=int, default=128)
     args = ap.parse_args(argv)
+    if args.cmd == "bench-sampling":
+        return bench_sampling(args)
     if args.cmd == "grid":
         return run_grid(args.grid, args.jobs)
     if args.cmd == "compare":
