@@ -37,13 +37,7 @@ def reference_loop(model, tokenizer, prompts, *, k: int, gen: GenerationParams, 
             for i in range(0, len(prompts), batch_size):
                 enc = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
                 out = model.generate(
-                    **enc.to(model.device),
-                    do_sample=True,
-                    temperature=gen.temperature,
-                    top_k=gen.top_k,
-                    no_repeat_ngram_size=gen.no_repeat_ngram_size,
-                    max_new_tokens=gen.max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
+                    **enc.to(model.device), **sampling.generate_kwargs(gen, tokenizer)
                 )
                 new = out[:, enc["input_ids"].shape[1] :].tolist()
                 tokenizer.batch_decode(new, skip_special_tokens=True)  # per-batch decode

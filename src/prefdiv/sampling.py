@@ -15,6 +15,18 @@ from tqdm.auto import tqdm
 from prefdiv.config import GenerationParams
 
 
+def generate_kwargs(gen: GenerationParams, tokenizer) -> dict:
+    """`model.generate` sampling arguments of the study (temperature, top-k, no-repeat n-grams)."""
+    return dict(
+        do_sample=True,
+        temperature=gen.temperature,
+        top_k=gen.top_k,
+        no_repeat_ngram_size=gen.no_repeat_ngram_size,
+        max_new_tokens=gen.max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 @torch.no_grad()
 def sample(
     model, tokenizer, prompts: list[str], *, n: int, gen: GenerationParams, seed: int, desc: str
@@ -34,16 +46,7 @@ def sample(
         idx = order[start : start + gen.batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
         enc = enc.to(model.device)
-        seqs = model.generate(
-            **enc,
-            do_sample=True,
-            temperature=gen.temperature,
-            top_k=gen.top_k,
-            no_repeat_ngram_size=gen.no_repeat_ngram_size,
-            max_new_tokens=gen.max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        seqs = model.generate(**enc, **generate_kwargs(gen, tokenizer), num_return_sequences=n)
         new = seqs[:, enc["input_ids"].shape[1] :].tolist()
         for row, ids in enumerate(new):
             if eos in ids:
