@@ -52,7 +52,7 @@ def main() -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
 
-    run_id = json.loads((Path(args.policy) / "prefdiv_run.json").read_text())["mlflow_run_id"]
+    run_id = tracking.find_run(tracking.fingerprint(args.policy))
     tags = {
         "loss": params.loss,
         "beta": params.beta,

@@ -46,8 +46,8 @@ def main() -> None:
                 work_dir=work,
                 report_to=["mlflow"] if run_id else [],
             )
-    # `evaluate` logs into the same MLflow run.
-    data.write_json(Path(args.out) / "prefdiv_run.json", {"mlflow_run_id": run_id})
+        # `evaluate` finds this run by the policy's fingerprint and logs into it.
+        tracking.set_tags({tracking.POLICY_TAG: tracking.fingerprint(args.out)})
     for df, path in [(curve, args.curve), (val_curve, args.val_curve)]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(path, index=False)

@@ -52,3 +52,22 @@ def test_jsonl_round_trip(tmp_path):
     rows = [{"a": 1, "t": "é"}, {"a": 2, "t": "x"}]
     assert data.write_jsonl(tmp_path / "x.jsonl", rows) == 2
     assert data.read_jsonl(tmp_path / "x.jsonl") == rows
+
+
+def test_reward_tokenizer_is_deterministic_and_frames_with_cls_sep():
+    from prefdiv import models
+
+    texts = [r["text"] for r in data.load_imdb_train()[:1500]]
+    a = models.train_reward_tokenizer(texts, vocab_size=2000)
+    b = models.train_reward_tokenizer(texts, vocab_size=2000)
+    assert a.get_vocab() == b.get_vocab()  # same ids every run: reproducible reward model
+    ids = a("This movie was great")["input_ids"]
+    assert (
+        a.convert_ids_to_tokens(ids)[0] == "[CLS]" and a.convert_ids_to_tokens(ids)[-1] == "[SEP]"
+    )
+    a.truncation_side = "left"  # the reward model trains on review endings
+    cut = a.convert_ids_to_tokens(
+        a("one two three four five six", truncation=True, max_length=4)["input_ids"]
+    )
+    assert cut == ["[CLS]", "five", "six", "[SEP]"]
+    assert a.convert_ids_to_tokens(a("zzqxv")["input_ids"])[1] == "[UNK]"

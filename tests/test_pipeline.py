@@ -47,6 +47,7 @@ TINY = {
     ),
     "generation": dict(max_new_tokens=12, min_tokens=1, batch_size=4),
     "sample": dict(k=3),
+    "pairs": dict(min_margin=0.0),  # a 10-step reward model scores almost flat
     "train": dict(
         max_steps=2, batch_size=4, warmup_steps=0, max_length=32, logging_steps=1, eval_steps=1
     ),

@@ -101,3 +101,19 @@ def test_annealed_beta_is_logged_every_step(sft_dir, tmp_path):
     # the loss at step s uses β(s) = s/(max_steps-1), logged with the step that used it
     assert list(curve["beta"]) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert curve["loss"].iloc[0] == pytest.approx(math.log(2))  # β = 0: −log σ(0)
+
+
+def test_no_pairs_fails_with_a_clear_message(sft_dir, tmp_path):
+    with pytest.raises(ValueError, match="no training pairs"):
+        trainer.train_policy(
+            sft_dir,
+            [],
+            [],
+            loss="sigmoid",
+            beta=0.1,
+            p=P,
+            seed=0,
+            out_dir=tmp_path / "p",
+            work_dir=tmp_path / "w",
+            report_to=[],
+        )

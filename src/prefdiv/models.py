@@ -8,18 +8,21 @@ as it would load `lvwerra/gpt2-imdb` and `lvwerra/distilbert-imdb` at paper scal
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
-from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
+from tokenizers import ByteLevelBPETokenizer, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    DistilBertTokenizerFast,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
@@ -32,6 +35,7 @@ from prefdiv.config import RewardParams, SFTParams
 EOS = "<|endoftext|>"
 # lvwerra/distilbert-imdb's label order; the reward is the POSITIVE logit.
 ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def _trainer_args(out_dir: Path, p, seed: int, **extra) -> TrainingArguments:
@@ -126,12 +130,24 @@ def load_policy(path: str | Path):
 # --- reward model ---------------------------------------------------------------------------------
 
 
-def train_reward_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Lower-cased WordPiece, DistilBERT's scheme, trained on the reward model's own reviews."""
-    wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=wp._tokenizer,
+def train_reward_tokenizer(texts: list[str], vocab_size: int) -> DistilBertTokenizerFast:
+    """Lower-cased word-level vocabulary of the most frequent words, `[CLS] text [SEP]` framing.
+
+    Word-level because a sentiment classifier lives on words, and because it can be chosen
+    deterministically: the `tokenizers` trainers (WordPiece, BPE) break count ties in Rust
+    hash-map order, which changes per process and made the reward model differ between runs.
+    Here ties break alphabetically. [CLS] first, as lvwerra/distilbert-imdb: the classifier
+    reads that position.
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(t)))
+    words = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))[: vocab_size - len(_SPECIALS)]
+    vocab = {t: i for i, t in enumerate([*_SPECIALS, *(w for w, _ in words)])}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre
+    return DistilBertTokenizerFast(
+        tokenizer_object=tok,
         unk_token="[UNK]",
         sep_token="[SEP]",
         pad_token="[PAD]",

@@ -9,11 +9,15 @@ Default store: SQLite `mlflow.db` at the repository root (git-ignored). DVC runs
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
 EXPERIMENT = "prefdiv"
+# Tag linking a policy's files to its training run. The run id is not written into the model
+# directory: that would make a DVC output differ on every run of an otherwise identical stage.
+POLICY_TAG = "policy_sha256"
 _EXPS = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
 
 
@@ -83,6 +87,38 @@ def run(*, tags: dict, params: dict, run_id: str | None = None):
         if params:
             mlflow.log_params(params)
         yield active.info.run_id
+
+
+def fingerprint(model_dir: str | Path) -> str:
+    """sha256 of a model directory's weights (`*.safetensors`, sorted by name)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def find_run(policy_sha256: str) -> str | None:
+    """Latest run whose policy has this fingerprint (None: tracking off or no such run)."""
+    if not enabled():
+        return None
+    mlflow = _setup()
+    runs = mlflow.search_runs(
+        experiment_names=[EXPERIMENT],
+        filter_string=f"tags.{POLICY_TAG} = '{policy_sha256}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def set_tags(tags: dict) -> None:
+    if enabled():
+        import mlflow
+
+        mlflow.set_tags(tags)
 
 
 def log_metrics(metrics: dict, step: int | None = None) -> None:

@@ -116,6 +116,11 @@ def train_policy(
         empty_train, empty_val = _curves([])
         return empty_train, empty_val, {}
 
+    if not train_pairs:
+        raise ValueError(
+            "no training pairs: every pair was a tie or no response was kept; "
+            "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
+        )
     on_gpu = torch.cuda.is_available()
     args = DPOConfig(
         output_dir=str(work_dir),
@@ -159,6 +164,9 @@ def train_policy(
     final = trainer.evaluate() if val_pairs else {}
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
+    # TRL's pickled arguments name the temporary work dir: drop them, or the output would
+    # differ on every run.
+    (out_dir / "training_args.bin").unlink(missing_ok=True)
     timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
     final = {
         f"val/{k.removeprefix('eval_')}": v
