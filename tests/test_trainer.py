@@ -41,19 +41,28 @@ def _pairs(n):
     ]
 
 
+def _train(sft_dir, tmp_path, train_pairs, val_pairs, **kw):
+    """`train_policy` with this file's fixed arguments; `kw` overrides loss, β, params, …"""
+    args = dict(loss="sigmoid", beta=0.1, p=P, seed=0, report_to=[])
+    return trainer.train_policy(
+        sft_dir,
+        train_pairs,
+        val_pairs,
+        out_dir=tmp_path / "policy",
+        work_dir=tmp_path / "work",
+        **{**args, **kw},
+    )
+
+
 @pytest.mark.parametrize("loss", sorted(losses.LOSSES))
 def test_two_steps_with_every_loss(loss, sft_dir, tmp_path):
-    curve, val, final = trainer.train_policy(
+    curve, val, final = _train(
         sft_dir,
+        tmp_path,
         _pairs(6),
         _pairs(2),
         loss=loss,
         beta=0.5,
-        p=P,
-        seed=0,
-        out_dir=tmp_path / "policy",
-        work_dir=tmp_path / "work",
-        report_to=[],
         loss_options={"label_smoothing": 0.1, "alpha": 0.5},
     )
     assert list(curve["step"]) == [1, 2, 3]
@@ -67,37 +76,14 @@ def test_two_steps_with_every_loss(loss, sft_dir, tmp_path):
 
 
 def test_sft_copies_the_policy(sft_dir, tmp_path):
-    curve, val, final = trainer.train_policy(
-        sft_dir,
-        [],
-        [],
-        loss="sft",
-        beta=0.1,
-        p=P,
-        seed=0,
-        out_dir=tmp_path / "p",
-        work_dir=tmp_path / "w",
-        report_to=[],
-    )
+    curve, val, final = _train(sft_dir, tmp_path, [], [], loss="sft")
     assert curve.empty and val.empty and final == {}
-    assert (tmp_path / "p" / "config.json").exists()
+    assert (tmp_path / "policy" / "config.json").exists()
 
 
 def test_annealed_beta_is_logged_every_step(sft_dir, tmp_path):
     p = TrainParams(**{**vars(P), "max_steps": 5})
-    curve, _, _ = trainer.train_policy(
-        sft_dir,
-        _pairs(10),
-        [],
-        loss="sigmoid",
-        beta=0.0,
-        beta_end=1.0,
-        p=p,
-        seed=0,
-        out_dir=tmp_path / "p",
-        work_dir=tmp_path / "w",
-        report_to=[],
-    )
+    curve, _, _ = _train(sft_dir, tmp_path, _pairs(10), [], beta=0.0, beta_end=1.0, p=p)
     # the loss at step s uses β(s) = s/(max_steps-1), logged with the step that used it
     assert list(curve["beta"]) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert curve["loss"].iloc[0] == pytest.approx(math.log(2))  # β = 0: −log σ(0)
@@ -105,15 +91,4 @@ def test_annealed_beta_is_logged_every_step(sft_dir, tmp_path):
 
 def test_no_pairs_fails_with_a_clear_message(sft_dir, tmp_path):
     with pytest.raises(ValueError, match="no training pairs"):
-        trainer.train_policy(
-            sft_dir,
-            [],
-            [],
-            loss="sigmoid",
-            beta=0.1,
-            p=P,
-            seed=0,
-            out_dir=tmp_path / "p",
-            work_dir=tmp_path / "w",
-            report_to=[],
-        )
+        _train(sft_dir, tmp_path, [], [])
