@@ -17,7 +17,9 @@ def main() -> None:
     p = params.active.pairs
 
     all_pairs, counts = pairs.make_pairs(data.read_jsonl(args.scored), p.min_margin)
-    train, val = pairs.split_by_prompt(all_pairs, p.val_fraction, seed=params.seed)
+    train, val = pairs.split_by_prompt(
+        all_pairs, p.val_fraction, seed=params.seed, max_val=p.max_val_pairs
+    )
     data.write_jsonl(args.train, train)
     data.write_jsonl(args.val, val)
     counts.update(n_train_pairs=len(train), n_val_pairs=len(val))

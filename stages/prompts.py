@@ -1,4 +1,8 @@
-"""Stage `prompts`: split IMDB by review into disjoint pools: prompts (train/test), model data."""
+"""Stage `prompts`: split IMDB by review into disjoint pools: prompts (train/test), model data.
+
+Demo: every pool comes from the packaged train split. Paper: train prompts from the dataset's
+train split; test prompts and held-out model-evaluation reviews from its test split.
+"""
 
 import argparse
 
@@ -16,8 +20,10 @@ def main() -> None:
     params = config.load(args.params)
     p = params.active.prompts
 
+    has_test_split = p.dataset != data.BUILTIN
     pools = data.split_pools(
-        data.load_imdb_train(),
+        data.load_reviews(p.dataset, "train"),
+        test_reviews=data.load_reviews(p.dataset, "test") if has_test_split else None,
         n_train=p.n_train,
         n_test=p.n_test,
         n_model_train=p.n_model_train,

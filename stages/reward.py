@@ -1,4 +1,5 @@
-"""Stage `reward`: train the sentiment reward model (reward = positive-class logit)."""
+"""Stage `reward`: the sentiment reward model (reward = positive-class logit): trained here (demo)
+or resolved from the Hub / a directory (paper)."""
 
 import argparse
 
@@ -14,10 +15,14 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="JSON metrics to write")
     args = ap.parse_args()
     params = config.load(args.params)
+    p = params.active.reward
 
-    rows = data.read_jsonl(args.reviews)
     val = data.read_jsonl(args.val)
-    metrics = models.train_reward(rows, val, params.active.reward, args.out, seed=params.seed)
+    if isinstance(p, config.PretrainedParams):
+        metrics = models.resolve_pretrained(p.model, args.out, kind="reward")
+        metrics.update(models.accuracy(*models.load_reward(args.out), val))
+    else:
+        metrics = models.train_reward(data.read_jsonl(args.reviews), val, p, args.out, params.seed)
     data.write_json(args.metrics, metrics)
     print(f"reward model held-out accuracy {metrics['val_accuracy']:.3f} → {args.out}")
 

@@ -1,4 +1,4 @@
-"""Stage `sft`: train the SFT policy (BPE tokenizer + small GPT-2) on IMDB reviews."""
+"""Stage `sft`: the SFT policy, trained here (demo) or resolved from the Hub or a directory."""
 
 import argparse
 
@@ -14,10 +14,16 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="JSON metrics to write")
     args = ap.parse_args()
     params = config.load(args.params)
+    p = params.active.sft
 
-    texts = [r["text"] for r in data.iter_jsonl(args.reviews)]
     val = [r["text"] for r in data.iter_jsonl(args.val)]
-    metrics = models.train_sft(texts, val, params.active.sft, args.out, seed=params.seed)
+    if isinstance(p, config.PretrainedParams):
+        metrics = models.resolve_pretrained(p.model, args.out, kind="policy")
+        model, tokenizer = models.load_policy(args.out)
+        metrics.update(models.perplexity(model, tokenizer, val, block_size=256))
+    else:
+        texts = [r["text"] for r in data.iter_jsonl(args.reviews)]
+        metrics = models.train_sft(texts, val, p, args.out, seed=params.seed)
     data.write_json(args.metrics, metrics)
     print(f"SFT held-out perplexity {metrics['val_perplexity']:.1f} → {args.out}")
 

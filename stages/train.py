@@ -1,7 +1,12 @@
-"""Stage `train`: preference-train the SFT policy with `loss` (or copy it when loss=sft)."""
+"""Stage `train`: preference-train the SFT policy with `loss` (or copy it when loss=sft).
+
+With `train.num_processes` > 1 it re-runs itself under `accelerate launch` (DDP, one process per
+GPU; gloo on CPU); only the main process writes outputs and tracks.
+"""
 
 import argparse
-import tempfile
+import contextlib
+import sys
 from pathlib import Path
 
 from prefdiv import config, data, tracking, trainer
@@ -20,18 +25,17 @@ def main() -> None:
     args = ap.parse_args()
     params = config.load(args.params)
     p = params.active.train
-
-    tags = {
-        "loss": params.loss,
-        "beta": params.beta,
-        "beta_end": params.beta_end,
-        "label_smoothing": params.label_smoothing,
-        "alpha": params.alpha,
-        "scale": params.scale,
-    }
+    if params.loss != config.NO_TRAINING and (
+        cmd := trainer.distributed_launch(p.num_processes, sys.argv)
+    ):
+        return trainer.run_distributed(cmd)
+    main_process = trainer.accelerator_state().is_main_process
+    keys = ("loss", "beta", "beta_end", "label_smoothing", "alpha", "scale")
+    tags = {k: getattr(params, k) for k in keys}
     hparams = {"seed": params.seed, **{f"train.{k}": v for k, v in vars(p).items()}}
-    with tracking.run(tags=tags, params={**tags, **hparams}) as run_id:
-        with tempfile.TemporaryDirectory() as work:
+    track = tracking.run(tags=tags, params={**tags, **hparams})
+    with track if main_process else contextlib.nullcontext(None) as run_id:
+        with trainer.work_dir() as work:
             curve, val_curve, final = trainer.train_policy(
                 args.sft,
                 data.read_jsonl(args.pairs),
@@ -47,7 +51,10 @@ def main() -> None:
                 report_to=["mlflow"] if run_id else [],
             )
         # `evaluate` finds this run by the policy's fingerprint and logs into it.
-        tracking.set_tags({tracking.POLICY_TAG: tracking.fingerprint(args.out)})
+        if main_process:
+            tracking.set_tags({tracking.POLICY_TAG: tracking.fingerprint(args.out)})
+    if not main_process:
+        return
     for df, path in [(curve, args.curve), (val_curve, args.val_curve)]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(path, index=False)

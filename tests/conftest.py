@@ -4,6 +4,8 @@ import pytest
 
 # Tests never write to the repository's MLflow store (integration tests opt back in).
 os.environ["PREFDIV_TRACKING"] = "0"
+# No test may reach the Hugging Face Hub (CI has no network): fail at once instead of retrying.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 TEXTS = [
     "This movie was great, the acting was wonderful and the story moving.",

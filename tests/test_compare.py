@@ -67,3 +67,25 @@ def test_orderings_match_configurations_and_rank(tmp_path):
     assert "reward: Spearman ρ = 1.00" in md and "4 methods" in md
     assert "| anneal | DPO annealing | 2.200 (2) | 2.850 (2) |" in md
     assert "a05" not in md
+
+
+def test_reference_points_are_drawn_at_paper_scale_only(tmp_path):
+    ref_csv = compare.Path(__file__).resolve().parents[1] / "reference" / "reference_results.csv"
+    points = compare.reference_points(compare.read_reference(ref_csv))
+    assert len(points) == 14
+    levels = {method: lvl for lvl, method, _, _ in points}
+    assert (
+        levels["DPO"] == 1
+        and levels["f-DPO FKL"] == 2
+        and levels["IPO 0.1"] == levels["DPO annealing"] == 3
+    )
+    exps = {
+        "sft": _exp("sft", 0.4, 5.3),
+        "dpo": _exp("sigmoid", 2.8, 4.7),
+        "fkl": _exp("fkl", 2.5, 5.1),
+    }
+    paper = {n: {**e, "params": {**e["params"], "scale": "paper"}} for n, e in exps.items()}
+    demo = {n: {**e, "params": {**e["params"], "scale": "demo"}} for n, e in exps.items()}
+    assert "Hollow diamonds" in compare.report(paper, tmp_path / "p", ref_csv).read_text()
+    md = compare.report(demo, tmp_path / "d", ref_csv).read_text()
+    assert "Hollow diamonds" not in md and "Orderings vs the reference study" in md

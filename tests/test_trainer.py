@@ -11,9 +11,15 @@ from prefdiv.config import TrainParams
 
 P = TrainParams(
     learning_rate=1e-3,
+    num_epochs=1,
     max_steps=3,
     batch_size=2,
     warmup_steps=0,
+    adam_beta1=0.9,
+    adam_beta2=0.999,
+    weight_decay=0.0,
+    max_grad_norm=1.0,
+    num_processes=1,
     max_length=32,
     logging_steps=1,
     eval_steps=2,

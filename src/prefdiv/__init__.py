@@ -2,9 +2,9 @@
 
 import os
 
-# The demo is fully offline: never reach the Hugging Face Hub, never send TRL/HF telemetry.
-# Set before transformers/trl are imported by any prefdiv module; a user's explicit value wins.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Never send TRL/HF telemetry. Set before transformers/trl are imported by any prefdiv module; a
+# user's explicit value wins. (The Hub itself stays reachable: paper scale downloads from it. The
+# demo names no Hub id, so it never contacts it.)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

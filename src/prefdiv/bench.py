@@ -70,3 +70,111 @@ def compare_throughput(model, tokenizer, prompts, *, k: int, gen: GenerationPara
         "reference_tokens": ref_tokens,
         "ours_tokens": our_tokens,
     }
+
+
+def paper_throughput(
+    policy_dir,
+    reward_dir,
+    train_prompts: list[str],
+    test_prompts: list[dict],
+    s,
+    *,
+    seed: int,
+    train_steps: int,
+    n_reference: int,
+    study: dict,
+    work_dir,
+) -> dict:
+    """Time every compute stage of one study configuration `s` on a slice, and project the study.
+
+    `s` is a scale block (paper on a GPU). The slice: `train_prompts` sampled k times, scored and
+    paired, `train_steps` optimiser steps, `test_prompts` evaluated (n samples each, every metric
+    but the embedding one). `study` gives the full sizes: {"n_train", "n_test", "n_methods",
+    "steps"}. Projection = sample + score once, then per method train + evaluate, plus one
+    evaluation of the SFT baseline.
+    """
+    import dataclasses
+
+    from prefdiv import evaluation, models, pairs, rewards, trainer
+
+    model, tok = models.load_policy(policy_dir)
+    reward, reward_tok = models.load_reward(reward_dir)
+    out = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+
+    def timed(fn):
+        sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+        sync()
+        start = time.perf_counter()
+        result = fn()
+        sync()
+        return result, time.perf_counter() - start
+
+    k, gen = s.sample.k, s.generation
+    samples, t = timed(
+        lambda: sampling.sample(model, tok, train_prompts, n=k, gen=gen, seed=seed, desc="sample")
+    )
+    n_tokens = sum(len(r["token_ids"]) for rs in samples for r in rs)
+    out |= {"sample_tokens_per_s": n_tokens / t, "sample_s_per_prompt": t / len(train_prompts)}
+    out["mean_new_tokens"] = n_tokens / (k * len(train_prompts))
+    ref_tokens, ref_t = reference_loop(model, tok, train_prompts[:n_reference], k=k, gen=gen)
+    out["reference_loop_tokens_per_s"] = ref_tokens / ref_t
+    out["sampling_speedup"] = out["sample_tokens_per_s"] / out["reference_loop_tokens_per_s"]
+
+    rows = [
+        {"prompt_id": str(i), "prompt": p, "responses": sampling.keep(rs, gen.min_tokens)}
+        for i, (p, rs) in enumerate(zip(train_prompts, samples, strict=True))
+    ]
+    texts = [r["text"] for row in rows for r in row["responses"]]
+    scores, t = timed(lambda: rewards.score(reward, reward_tok, texts))
+    out["score_texts_per_s"] = len(texts) / t
+    scores = iter(scores.tolist())
+    for row in rows:
+        row["responses"] = [{"text": r["text"], "reward": next(scores)} for r in row["responses"]]
+    all_pairs, _ = pairs.make_pairs(rows, s.pairs.min_margin)
+    p = dataclasses.replace(s.train, max_steps=train_steps, eval_steps=10 * train_steps)
+    timings: dict = {}
+    trainer.train_policy(
+        policy_dir,
+        all_pairs,
+        [],
+        loss="sigmoid",
+        beta=0.1,
+        p=p,
+        seed=seed,
+        out_dir=f"{work_dir}/policy",
+        work_dir=f"{work_dir}/train",
+        report_to=[],
+        timings=timings,
+    )
+    out["train_pairs_per_s"] = train_steps * p.batch_size / timings["train_s"]
+    out["setup_pairs_per_s"] = len(all_pairs) / timings["setup_s"]  # tokenise + reference logps
+
+    _, t = timed(
+        lambda: evaluation.per_prompt(
+            model,
+            tok,
+            model,
+            reward,
+            reward_tok,
+            None,
+            test_prompts,
+            n=s.evaluate.n,
+            gen=gen,
+            seed=seed,
+        )
+    )
+    out["evaluate_s_per_prompt"] = t / len(test_prompts)
+
+    n_pairs = study["n_train"] * len(all_pairs) / len(train_prompts)
+    once = study["n_train"] * (out["sample_s_per_prompt"] + k / out["score_texts_per_s"])
+    train_s = study["steps"] * p.batch_size / out["train_pairs_per_s"]
+    train_s += n_pairs / out["setup_pairs_per_s"]
+    eval_s = study["n_test"] * out["evaluate_s_per_prompt"]
+    out |= {
+        "projected_sample_and_score_min": once / 60,
+        "projected_train_min_per_method": train_s / 60,
+        "projected_evaluate_min_per_method": eval_s / 60,
+        "projected_min_per_method": (train_s + eval_s) / 60,
+        "projected_study_h": (once + study["n_methods"] * (train_s + eval_s) + eval_s) / 3600,
+    }
+    return out

@@ -5,6 +5,7 @@
     prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
     prefdiv bench-sampling [--n-prompts 128]   our sampling vs the reference study's loop
+    prefdiv bench-study --policy D --reward D  time every stage on a slice; project the study
 
 All drive DVC itself (`dvc exp run --queue`, `dvc exp show --json`, `dvc plots diff --json`);
 nothing here re-implements the pipeline.
@@ -185,6 +186,42 @@ def bench_sampling(args) -> int:
     return 0
 
 
+def bench_study(args) -> int:
+    """Stage timings of the active scale on a slice (GPU at paper scale) and the projection."""
+    import tempfile
+
+    from prefdiv import bench, config, data, models
+
+    params = config.load(args.params)
+    s = params.active
+    _, tok = models.load_policy(args.policy)
+    cut = lambda r: data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens)  # noqa: E731
+    train = [cut(r) for r in data.read_jsonl(args.prompts)[: args.n_train]]
+    test = [
+        {"prompt_id": r["id"], "label": r["label"], "prompt": cut(r)}
+        for r in data.read_jsonl(args.test_prompts)[: args.n_test]
+    ]
+    study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "n_methods": 14}
+    study["steps"] = args.study_steps
+    with tempfile.TemporaryDirectory() as work:
+        result = bench.paper_throughput(
+            args.policy,
+            args.reward,
+            train,
+            test,
+            s,
+            seed=params.seed,
+            train_steps=args.train_steps,
+            n_reference=args.n_reference,
+            study=study,
+            work_dir=work,
+        )
+    print(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -206,6 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("render", help="render dvc.yaml plots offline (SVG + PNG)")
     r.add_argument("revs", nargs="*", help="revisions / experiment names (default: workspace)")
     r.add_argument("--out", default="dvc_plots_offline")
+    bs = sub.add_parser("bench-study", help="time every stage on a slice; project the study")
+    bs.add_argument("--params", default="params.yaml")
+    bs.add_argument("--policy", required=True, help="policy model directory")
+    bs.add_argument("--reward", required=True, help="reward model directory")
+    bs.add_argument("--prompts", default="data/prompts/train.jsonl")
+    bs.add_argument("--test-prompts", default="data/prompts/test.jsonl")
+    bs.add_argument("--n-train", type=int, default=128, help="train prompts sampled")
+    bs.add_argument("--n-test", type=int, default=32, help="test prompts evaluated")
+    bs.add_argument("--n-reference", type=int, default=32, help="prompts for the reference loop")
+    bs.add_argument("--train-steps", type=int, default=100)
+    bs.add_argument("--study-steps", type=int, default=7000, help="steps per method, projected")
+    bs.add_argument("--out", help="also write the result here (JSON)")
     b = sub.add_parser("bench-sampling", help="sampling tokens/s: ours vs the reference loop")
     b.add_argument("--params", default="params.yaml")
     b.add_argument("--policy", default="models/sft")
@@ -214,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "bench-sampling":
         return bench_sampling(args)
+    if args.cmd == "bench-study":
+        return bench_study(args)
     if args.cmd == "grid":
         return run_grid(args.grid, args.jobs)
     if args.cmd == "compare":

@@ -5,6 +5,10 @@ Figures (matplotlib, PNG):
   reference study as separate panels, and the quadratic trend the reference study fits over the
   f-divergence family (reverse KL = `sigmoid`, `jsd`, `alpha`, `fkl`) in the level-2 panel;
 - the reward–KL frontier (the DPO paper's Fig. 2 axes): reward vs KL(π‖π_ref).
+
+At paper scale (the experiments' `scale` is `paper`) the reward–entropy panels also draw the
+reference study's published points (`reference/reference_results.csv`) beside ours; their values
+are comparable only there (same models, prompts and sampling).
 """
 
 from __future__ import annotations
@@ -91,7 +95,23 @@ def quadratic_trend(exps: dict[str, dict], x: str, y: str) -> np.ndarray | None:
     return np.polyfit(xs, ys, 2)
 
 
-def reward_entropy_figure(exps: dict[str, dict], path: Path) -> None:
+def reference_points(reference: dict[tuple, dict]) -> list[tuple[int, str, float, float]]:
+    """(level, method, reward, entropy) of every configuration of the reference study."""
+    out = []
+    for (loss, _, option), row in reference.items():
+        lvl = level({"loss": loss, "beta_end": dict(option).get("beta_end")})
+        out.append((lvl, row["method"], float(row["reward_all"]), float(row["entropy_all"])))
+    return out
+
+
+def is_paper_scale(exps: dict[str, dict]) -> bool:
+    return bool(exps) and all(e["params"].get("scale") == "paper" for e in exps.values())
+
+
+def reward_entropy_figure(
+    exps: dict[str, dict], path: Path, reference: dict[tuple, dict] | None = None
+) -> None:
+    """One panel per level; with `reference`, the reference study's points as hollow diamonds."""
     x, y = "diversity/entropy_unigram", "reward/mean"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True, sharey=True)
     titles = {
@@ -106,6 +126,17 @@ def reward_entropy_figure(exps: dict[str, dict], path: Path) -> None:
                 _point(ax, m, x, y, name)
             elif p["loss"] in ("sft", "sigmoid") and level(p) == 1:  # baselines in every panel
                 _point(ax, m, x, y, name, color="lightgray")
+        for lvl_ref, method, reward, entropy in reference_points(reference or {}):
+            if lvl_ref == lvl:
+                ax.plot(entropy, reward, "D", mfc="none", color="black")
+                ax.annotate(
+                    f"ref: {method}",
+                    (entropy, reward),
+                    textcoords="offset points",
+                    xytext=(4, -10),
+                    fontsize=6,
+                    color="dimgray",
+                )
         ax.set_title(titles[lvl])
         ax.set_xlabel("unigram entropy (nats) → more diverse")
         ax.grid(alpha=0.3)
@@ -219,7 +250,9 @@ def report(exps: dict[str, dict], out_dir: str | Path, reference: str | Path | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     usable = {n: e for n, e in exps.items() if e["state"] != "failed" and EVAL in e["metrics"]}
-    reward_entropy_figure(usable, out / "reward_entropy.png")
+    ref = read_reference(reference) if reference and Path(reference).exists() else None
+    paper = is_paper_scale(usable)
+    reward_entropy_figure(usable, out / "reward_entropy.png", ref if paper else None)
     reward_kl_figure(usable, out / "reward_kl.png")
     skipped = sorted(set(exps) - set(usable))
     md = [
@@ -234,8 +267,10 @@ def report(exps: dict[str, dict], out_dir: str | Path, reference: str | Path | N
         "![reward vs KL](reward_kl.png)",
         "",
     ]
-    if reference is not None and Path(reference).exists():
-        md.append(orderings(usable, read_reference(reference)))
+    if paper and ref:
+        md.insert(5, "Hollow diamonds: the reference study's published points (paper scale).\n")
+    if ref:
+        md.append(orderings(usable, ref))
     if skipped:
         md.append(f"Skipped (failed or without `{EVAL}`): {', '.join(skipped)}\n")
     path = out / "compare.md"

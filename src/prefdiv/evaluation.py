@@ -48,17 +48,16 @@ def sequence_stats(policy, reference, prompt_ids, responses, *, temperature: flo
       paper's frontier x-axis). Exactly 0 when π = π_ref.
     """
     n_prompt, length = len(prompt_ids), max(len(r) for r in responses)
-    ids = torch.tensor([prompt_ids + r + [0] * (length - len(r)) for r in responses])
-    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in responses])
+    dev = policy.device  # everything stays on the model's device; only two scalars come back
+    ids = torch.tensor([prompt_ids + r + [0] * (length - len(r)) for r in responses], device=dev)
+    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in responses], device=dev)
     # Right padding is fine here: a causal model's real positions never attend to later pads.
-    attention = torch.cat([torch.ones(len(responses), n_prompt, dtype=torch.long), mask], 1)
+    attention = torch.cat([torch.ones_like(ids[:, :n_prompt]), mask], 1)
     targets = ids[:, n_prompt:].unsqueeze(-1)
     window = slice(n_prompt - 1, n_prompt - 1 + length)  # logits that predict response tokens
 
     def logits(model):
-        dev = model.device
-        out = model(input_ids=ids.to(dev), attention_mask=attention.to(dev)).logits[:, window]
-        return out.float().cpu()
+        return model(input_ids=ids, attention_mask=attention).logits[:, window].float()
 
     pol = logits(policy)
     ref = pol if reference is policy else logits(reference)
@@ -95,7 +94,9 @@ def per_prompt(
     texts = [r["text"] for k in kept for r in k]
     scores = rewards.score(reward, reward_tok, texts)
     judge = rewards.vader_compound(texts)
-    emb = embedder.encode(texts, batch_size=64, convert_to_numpy=True) if texts else None
+    # embedder=None skips the embedding metric (NaN): the GPU benchmark has no MiniLM weights.
+    encode = texts and embedder is not None
+    emb = embedder.encode(texts, batch_size=64, convert_to_numpy=True) if encode else None
     vocab = len(policy_tok)
     rows, sample_rows, at = [], [], 0
     for p, ks in zip(prompts, kept, strict=True):
@@ -125,7 +126,7 @@ def per_prompt(
                 **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
                 "ead": diversity.ead_mean(ids, vocab),
                 "self_bleu": diversity.self_bleu([k["text"] for k in ks]),
-                "embedding": diversity.embedding_diversity(emb[sl]),
+                "embedding": np.nan if emb is None else diversity.embedding_diversity(emb[sl]),
             }
         rows.append(row)
         sample_rows += [

@@ -1,8 +1,9 @@
 """The two models the study starts from: an SFT policy (causal LM) and a sentiment reward model.
 
-Demo scale trains both from scratch on IMDB reviews with HF `tokenizers` + `transformers.Trainer`
-and saves them as ordinary Hugging Face model directories, so every later stage loads them exactly
-as it would load `lvwerra/gpt2-imdb` and `lvwerra/distilbert-imdb` at paper scale.
+Demo scale trains both from scratch on IMDB reviews with HF `tokenizers` + `transformers.Trainer`.
+Paper scale resolves `lvwerra/gpt2-imdb` and `lvwerra/distilbert-imdb` (or any Hub id or local
+directory) with :func:`resolve_pretrained`. Either way the stage writes an ordinary Hugging Face
+model directory (a DVC output, so cached and pushed), and every later stage loads it the same way.
 """
 
 from __future__ import annotations
@@ -116,15 +117,68 @@ def train_sft(
     }
 
 
+def device() -> torch.device:
+    """The GPU when there is one (paper scale), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_policy(path: str | Path):
     """(model, tokenizer) of a causal-LM directory, tokenizer set up for batched generation."""
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:  # GPT-2 has no pad token: pad with EOS, masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only batches must be left-padded to generate
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).to(device())
     model.eval()
     return model, tokenizer
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str], block_size: int, batch_size: int = 16) -> dict:
+    """Held-out perplexity of a causal LM on `texts` packed into blocks of ≤ block_size tokens."""
+    block_size = min(block_size, model.config.max_position_embeddings)
+    blocks = torch.from_numpy(pack_blocks(tokenizer, texts, block_size))
+    total, n = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        ids = blocks[start : start + batch_size].to(model.device)
+        total += float(model(input_ids=ids, labels=ids).loss) * len(ids)
+        n += len(ids)
+    return {"val_perplexity": math.exp(total / n), "val_loss": total / n}
+
+
+# --- pretrained models (paper scale) --------------------------------------------------------------
+
+
+def resolve_pretrained(name: str, out_dir: str | Path, kind: str) -> dict:
+    """Load model + tokenizer `name` (Hub id or local directory) and save them to `out_dir`.
+
+    `kind` is "policy" (causal LM) or "reward" (sequence classifier). Saving a local copy makes
+    the model a DVC output: cached, pushed to the remote, and pinned by its hash in `dvc.lock`.
+    """
+    auto = {"policy": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}[kind]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = auto.from_pretrained(name)
+    except OSError as e:
+        local = Path(name).exists()
+        why = (
+            "is not a loadable model directory"
+            if local
+            else (
+                "is not a local directory and could not be fetched from the Hugging Face Hub "
+                "(offline, or a wrong id?)"
+            )
+        )
+        raise RuntimeError(
+            f"cannot load {kind} model {name!r}: it {why}. Give a local model directory instead "
+            f"(e.g. one written by `save_pretrained`). [{type(e).__name__}]"
+        ) from None
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {
+        "model": name,
+        "n_params": sum(t.numel() for t in model.parameters()),
+    }
 
 
 # --- reward model ---------------------------------------------------------------------------------
@@ -226,6 +280,25 @@ def load_embedder():
 def load_reward(path: str | Path):
     """(model, tokenizer) of a sequence-classification directory whose label 1 is POSITIVE."""
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).to(device())
     model.eval()
     return model, tokenizer
+
+
+@torch.no_grad()
+def accuracy(model, tokenizer, rows: list[dict], batch_size: int = 64) -> dict:
+    """Held-out accuracy of a sentiment classifier on labelled reviews (label 1 = positive)."""
+    max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    correct = 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        enc = tokenizer(
+            [r["text"] for r in batch],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_len,
+        ).to(model.device)
+        pred = model(**enc).logits.argmax(-1).cpu()
+        correct += int((pred == torch.tensor([r["label"] for r in batch])).sum())
+    return {"val_accuracy": correct / len(rows), "n_val": len(rows)}

@@ -43,12 +43,18 @@ def make_pairs(prompts: list[dict], min_margin: float) -> tuple[list[dict], dict
     return pairs, counts
 
 
-def split_by_prompt(pairs: list[dict], val_fraction: float, seed: int):
-    """(train, val) pairs; all pairs of one prompt land on the same side, so val is unseen."""
+def split_by_prompt(pairs: list[dict], val_fraction: float, seed: int, max_val: int | None = None):
+    """(train, val) pairs; all pairs of one prompt land on the same side, so val is unseen.
+
+    `max_val` keeps a seeded subset of that many validation pairs (the study's 500); the other
+    pairs of the held-out prompts are used for neither, so validation stays on unseen prompts.
+    """
     ids = sorted({p["prompt_id"] for p in pairs})
-    random.Random(seed).shuffle(ids)
+    rng = random.Random(seed)
+    rng.shuffle(ids)
     val_ids = set(ids[: round(len(ids) * val_fraction)])
-    return (
-        [p for p in pairs if p["prompt_id"] not in val_ids],
-        [p for p in pairs if p["prompt_id"] in val_ids],
-    )
+    val = [p for p in pairs if p["prompt_id"] in val_ids]
+    if max_val is not None and len(val) > max_val:
+        keep = set(rng.sample(range(len(val)), max_val))
+        val = [p for i, p in enumerate(val) if i in keep]
+    return [p for p in pairs if p["prompt_id"] not in val_ids], val

@@ -9,18 +9,27 @@ the loss itself to the registry, so every loss is the pure, tested function of `
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from datasets import Dataset
+from accelerate import PartialState
+from datasets import Dataset, load_from_disk
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
 from prefdiv import losses
 from prefdiv.config import TrainParams
 
+WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 
 
@@ -70,6 +79,48 @@ class PreferenceTrainer(DPOTrainer):
         return (loss, out) if return_outputs else loss
 
 
+def distributed_launch(num_processes: int, argv: list[str]) -> list[str] | None:
+    """The `accelerate launch` command that re-runs this script in `num_processes` processes.
+
+    None when one process is asked for, or inside a launched process (WORLD_SIZE is set).
+    accelerate's torchrun launcher (`--multi_gpu`) starts the processes: DDP over NCCL with a GPU
+    each, or, on a machine without GPUs, gloo on the CPU (each process asks for the CPU, see
+    :func:`accelerator_state`). `accelerate launch --cpu --num_processes N` would not do: its
+    simple launcher starts one process unless mpirun and a hostfile are set up.
+    """
+    if num_processes == 1 or "WORLD_SIZE" in os.environ:
+        return None
+    with socket.socket() as s:  # a free port: parallel queue workers must not share one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes", str(num_processes), "--main_process_port", str(port)]
+    launch += ["--num_machines", "1", "--dynamo_backend", "no"]
+    launch += ["--mixed_precision", "bf16" if torch.cuda.is_available() else "no"]
+    return [*launch, *argv]
+
+
+def run_distributed(cmd: list[str]) -> None:
+    """Run the launched processes with one shared work directory (see :func:`work_dir`)."""
+    with tempfile.TemporaryDirectory() as shared:
+        subprocess.run(cmd, check=True, env={**os.environ, WORK_DIR_ENV: shared})
+
+
+@contextlib.contextmanager
+def work_dir():
+    """Scratch directory of a training run: shared by all launched processes, removed after."""
+    if WORK_DIR_ENV in os.environ:
+        yield os.environ[WORK_DIR_ENV]
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            yield work
+
+
+def accelerator_state() -> PartialState:
+    """accelerate's process state; the CPU (gloo across processes) when there is no GPU."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def _curves(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) curves from `Trainer.state.log_history`."""
     cols = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_acc"}
@@ -104,11 +155,14 @@ def train_policy(
     report_to: list[str],
     beta_end: float | None = None,
     loss_options: dict | None = None,
+    timings: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train the SFT policy on preference pairs with `loss`; save it to `out_dir`.
 
     `loss="sft"` trains nothing: the SFT model is copied, so `evaluate` scores the baseline.
-    Returns (train curve, validation curve, final metrics).
+    Returns (train curve, validation curve, final metrics). `timings`, if given, receives the
+    wall-clock seconds of setup (tokenising + reference log-probs) and of training, which the
+    metrics leave out (they would make DVC outputs differ between identical runs).
     """
     out_dir = Path(out_dir)
     if loss == "sft":
@@ -122,20 +176,32 @@ def train_policy(
             "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
         )
     on_gpu = torch.cuda.is_available()
+    world = accelerator_state().num_processes
+    if p.batch_size % world:
+        raise ValueError(f"train.batch_size = {p.batch_size} does not split over {world} processes")
     args = DPOConfig(
         output_dir=str(work_dir),
         seed=seed,
-        max_steps=p.max_steps,
-        per_device_train_batch_size=p.batch_size,
-        per_device_eval_batch_size=p.batch_size,
+        num_train_epochs=p.num_epochs,
+        max_steps=p.max_steps or -1,  # -1: num_train_epochs decides
+        per_device_train_batch_size=p.batch_size // world,
+        per_device_eval_batch_size=p.batch_size // world,
         learning_rate=p.learning_rate,  # TRL's default 1e-6 learns nothing in a demo's steps
         warmup_steps=p.warmup_steps,
         lr_scheduler_type="cosine",
-        max_grad_norm=1.0,
+        adam_beta1=p.adam_beta1,
+        adam_beta2=p.adam_beta2,
+        weight_decay=p.weight_decay,
+        max_grad_norm=p.max_grad_norm,
         bf16=on_gpu,  # TRL defaults bf16=True, which fails on CPU
+        use_cpu=not on_gpu,
         beta=beta,
         max_length=p.max_length,
         precompute_ref_log_probs=True,  # the reference forward runs once per pair, not every step
+        precompute_ref_batch_size=4 * (p.batch_size // world),  # no gradients: larger batches fit
+        # TRL turns activation checkpointing on by default: ~30 % more compute per step, to save
+        # memory that GPT-2 small (the study's model, batch 24) does not need.
+        activation_checkpointing=False,
         logging_steps=p.logging_steps,
         eval_strategy="steps" if val_pairs else "no",
         eval_steps=p.eval_steps,
@@ -147,30 +213,46 @@ def train_policy(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
-    keep = ("prompt", "chosen", "rejected")
-    to_ds = lambda rows: Dataset.from_list([{k: r[k] for k in keep} for r in rows])  # noqa: E731
+    state = accelerator_state()
+
+    def to_ds(rows: list[dict], name: str) -> Dataset:
+        # On disk in the shared work dir, so TRL's tokenised / reference-log-prob caches, which
+        # the main process writes and the others then read, sit where every process finds them.
+        path = Path(work_dir) / "pairs" / name
+        if state.is_main_process:
+            keep = ("prompt", "chosen", "rejected")
+            Dataset.from_list([{k: r[k] for k in keep} for r in rows]).save_to_disk(path)
+        state.wait_for_everyone()
+        return load_from_disk(path)
+
+    started = time.perf_counter()
     trainer = PreferenceTrainer(
         model=model,
         args=args,
-        train_dataset=to_ds(train_pairs),
-        eval_dataset=to_ds(val_pairs) if val_pairs else None,
+        train_dataset=to_ds(train_pairs, "train"),
+        eval_dataset=to_ds(val_pairs, "val") if val_pairs else None,
         processing_class=tokenizer,
         loss_name=loss,
         loss_options=loss_options or {},
         beta_end=beta_end,
     )
+    set_up = time.perf_counter()
     trainer.train()
+    if timings is not None:
+        timings |= {"setup_s": set_up - started, "train_s": time.perf_counter() - set_up}
     train_curve, val_curve = _curves(trainer.state.log_history)
     final = trainer.evaluate() if val_pairs else {}
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(out_dir)
-    # TRL's pickled arguments name the temporary work dir: drop them, or the output would
-    # differ on every run.
-    (out_dir / "training_args.bin").unlink(missing_ok=True)
+    trainer.save_model(str(out_dir))  # main process only
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(out_dir)
+        # TRL's pickled arguments name the temporary work dir: drop them, or the output would
+        # differ on every run.
+        (out_dir / "training_args.bin").unlink(missing_ok=True)
     timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
     final = {
         f"val/{k.removeprefix('eval_')}": v
         for k, v in final.items()
         if k.removeprefix("eval_") not in timing
     }
+    final |= {"steps": trainer.state.global_step, "n_processes": world}
     return train_curve, val_curve, final
