@@ -15,6 +15,53 @@ TEXTS = [
 ] * 5
 
 
+REVIEWS = [t.replace("movie", w) for w in ("film", "picture", "movie", "story") for t in TEXTS]
+
+
+@pytest.fixture(scope="session")
+def hub_like(tmp_path_factory):
+    """Stand-ins of lvwerra/gpt2-imdb, lvwerra/distilbert-imdb and HF imdb (random weights)."""
+    import datasets
+    import torch
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
+
+    from prefdiv import models
+
+    root = tmp_path_factory.mktemp("hub")
+    tok = models.train_policy_tokenizer(REVIEWS, vocab_size=300)
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2)
+    )
+    gpt2.save_pretrained(root / "gpt2-imdb")
+    tok.save_pretrained(root / "gpt2-imdb")
+    rtok = models.train_reward_tokenizer(REVIEWS, vocab_size=300)
+    bert = DistilBertForSequenceClassification(
+        DistilBertConfig(
+            vocab_size=len(rtok),
+            max_position_embeddings=64,
+            n_layers=1,
+            n_heads=2,
+            dim=32,
+            hidden_dim=64,
+            id2label=models.ID2LABEL,
+            label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        )
+    )
+    bert.save_pretrained(root / "distilbert-imdb")
+    rtok.save_pretrained(root / "distilbert-imdb")
+    split = lambda: datasets.Dataset.from_dict(  # noqa: E731
+        {"text": REVIEWS, "label": [i % 2 for i in range(len(REVIEWS))]}
+    )
+    datasets.DatasetDict(train=split(), test=split()).save_to_disk(root / "imdb")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_policy():
     """A random-weight GPT-2 with a BPE tokenizer trained on a few sentences."""

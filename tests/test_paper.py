@@ -13,12 +13,10 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import TEXTS
+from conftest import REVIEWS
 from test_pipeline import COPY, ROOT, run
 
 from prefdiv import config, data, models
-
-REVIEWS = [t.replace("movie", w) for w in ("film", "picture", "movie", "story") for t in TEXTS]
 
 
 def _raw():
@@ -59,47 +57,6 @@ def test_unreachable_hub_id_is_a_one_line_error_naming_it(tmp_path):
     assert "'lvwerra/gpt2-imdb'" in msg and "local model directory" in msg and "\n" not in msg
     with pytest.raises(RuntimeError, match="dataset 'imdb'.*local copy"):
         data.load_reviews("imdb", "train")
-
-
-@pytest.fixture(scope="module")
-def hub_like(tmp_path_factory):
-    """Stand-ins of lvwerra/gpt2-imdb, lvwerra/distilbert-imdb and HF imdb (random weights)."""
-    import datasets
-    from transformers import (
-        DistilBertConfig,
-        DistilBertForSequenceClassification,
-        GPT2Config,
-        GPT2LMHeadModel,
-    )
-
-    root = tmp_path_factory.mktemp("hub")
-    tok = models.train_policy_tokenizer(REVIEWS, vocab_size=300)
-    torch.manual_seed(0)
-    gpt2 = GPT2LMHeadModel(
-        GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2)
-    )
-    gpt2.save_pretrained(root / "gpt2-imdb")
-    tok.save_pretrained(root / "gpt2-imdb")
-    rtok = models.train_reward_tokenizer(REVIEWS, vocab_size=300)
-    bert = DistilBertForSequenceClassification(
-        DistilBertConfig(
-            vocab_size=len(rtok),
-            max_position_embeddings=64,
-            n_layers=1,
-            n_heads=2,
-            dim=32,
-            hidden_dim=64,
-            id2label=models.ID2LABEL,
-            label2id={"NEGATIVE": 0, "POSITIVE": 1},
-        )
-    )
-    bert.save_pretrained(root / "distilbert-imdb")
-    rtok.save_pretrained(root / "distilbert-imdb")
-    split = lambda: datasets.Dataset.from_dict(  # noqa: E731
-        {"text": REVIEWS, "label": [i % 2 for i in range(len(REVIEWS))]}
-    )
-    datasets.DatasetDict(train=split(), test=split()).save_to_disk(root / "imdb")
-    return root
 
 
 def test_local_dataset_loads_like_the_hub_one(hub_like):

@@ -1,6 +1,7 @@
 """`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
 
-    prefdiv grid    [--grid grid.yaml] [--jobs 1]   queue every configuration, run them, report
+    prefdiv grid    [--grid grid.yaml] [--jobs 1] [--set scale=paper] [--queue-only]
+                                                    queue every configuration, run them, report
     prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown)
     prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
@@ -42,14 +43,19 @@ def _value(v) -> str:
     return "null" if v is None else str(v)
 
 
-def queue_commands(grid: dict[str, dict]) -> list[list[str]]:
-    """One `dvc exp run --queue` per experiment, every key set (a plain `-S` would persist)."""
+def queue_commands(grid: dict[str, dict], extra: list[str] = ()) -> list[list[str]]:
+    """One `dvc exp run --queue` per experiment, every key set (a plain `-S` would persist).
+
+    `extra`: more `KEY=VALUE` settings for every experiment, e.g. `scale=paper`.
+    """
     cmds = []
     for name, settings in grid.items():
         cmd = ["dvc", "exp", "run", "--queue", "-n", name]
         for key in KEYS:
             if key in settings:
                 cmd += ["-S", f"{key}={_value(settings[key])}"]
+        for setting in extra:
+            cmd += ["-S", setting]
         cmds.append(cmd)
     return cmds
 
@@ -88,7 +94,7 @@ def failed_in_queue() -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\S+\s+(\S+)\s+.*\bFailed\b", text, flags=re.M)}
 
 
-def run_grid(grid_path: str, jobs: int) -> int:
+def run_grid(grid_path: str, jobs: int, extra: list[str] = (), queue_only: bool = False) -> int:
     grid = load_grid(grid_path)
     start = time.time()
     # Re-running the grid replaces its experiments (`exp run -f` would also force every stage);
@@ -97,9 +103,12 @@ def run_grid(grid_path: str, jobs: int) -> int:
     stale = sorted(set(grid) & set(experiments()))
     if stale:
         _dvc("exp", "remove", *stale)
-    for cmd in queue_commands(grid):
+    for cmd in queue_commands(grid, extra):
         print("+", " ".join(cmd), flush=True)
         _dvc(*cmd[1:])
+    if queue_only:
+        print(f"queued {len(grid)} experiments; start workers with `dvc queue start -j N`")
+        return 0
     # --run-all waits for the queue; shared upstream stages come from the cache, run once.
     subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
     minutes = (time.time() - start) / 60
@@ -228,6 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("grid", help="queue and run the experiment grid; report failures")
     g.add_argument("--grid", default="grid.yaml")
     g.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also set this for every experiment (e.g. scale=paper); repeatable",
+    )
+    g.add_argument(
+        "--queue-only",
+        action="store_true",
+        help="queue the experiments, start no worker (one worker per GPU, see README)",
+    )
     t = sub.add_parser("table", help="results table of the grid's experiments (Markdown)")
     t.add_argument("--grid", default="grid.yaml")
     t.add_argument("--readme", help="write the table between the README's results markers")
@@ -266,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "bench-study":
         return bench_study(args)
     if args.cmd == "grid":
-        return run_grid(args.grid, args.jobs)
+        return run_grid(args.grid, args.jobs, args.set, args.queue_only)
     if args.cmd == "compare":
         print(f"wrote {compare.report(experiments(args.rev), args.out, args.reference)}")
         return 0
