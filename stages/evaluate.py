@@ -2,7 +2,6 @@
 
 import argparse
 import json
-from pathlib import Path
 
 from prefdiv import config, data, evaluation, models, tracking
 
@@ -48,9 +47,8 @@ def main() -> None:
         df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
     )
     data.write_json(args.metrics, metrics)
-    for frame, path in [(df, args.per_prompt), (per_sample, args.per_sample)]:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
+    data.write_csv(args.per_prompt, df)
+    data.write_csv(args.per_sample, per_sample)
 
     run_id = tracking.find_run(tracking.fingerprint(args.policy))
     tags = {

@@ -7,7 +7,6 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 
 from prefdiv import config, data, tracking, trainer
 
@@ -22,6 +21,7 @@ def main() -> None:
     ap.add_argument("--curve", required=True, help="training curve to write (CSV)")
     ap.add_argument("--val-curve", required=True, help="validation curve to write (CSV)")
     ap.add_argument("--metrics", required=True, help="final validation metrics (JSON)")
+    ap.add_argument("--dataset-cache", required=True, help="reused tokenised pairs + ref log-probs")
     args = ap.parse_args()
     params = config.load(args.params)
     p = params.active.train
@@ -30,11 +30,11 @@ def main() -> None:
     ):
         return trainer.run_distributed(cmd)
     main_process = trainer.accelerator_state().is_main_process
-    keys = ("loss", "beta", "beta_end", "label_smoothing", "alpha", "scale")
-    tags = {k: getattr(params, k) for k in keys}
+    tags = {k: getattr(params, k) for k in tracking.EXPERIMENT_KEYS}
     hparams = {"seed": params.seed, **{f"train.{k}": v for k, v in vars(p).items()}}
     track = tracking.run(tags=tags, params={**tags, **hparams})
     with track if main_process else contextlib.nullcontext(None) as run_id:
+        timings: dict = {}
         with trainer.work_dir() as work:
             curve, val_curve, final = trainer.train_policy(
                 args.sft,
@@ -48,16 +48,19 @@ def main() -> None:
                 seed=params.seed,
                 out_dir=args.out,
                 work_dir=work,
+                dataset_cache=tracking.repo_root() / args.dataset_cache,  # shared by queued exps
                 report_to=["mlflow"] if run_id else [],
+                timings=timings,
             )
         # `evaluate` finds this run by the policy's fingerprint and logs into it.
         if main_process:
             tracking.set_tags({tracking.POLICY_TAG: tracking.fingerprint(args.out)})
     if not main_process:
         return
-    for df, path in [(curve, args.curve), (val_curve, args.val_curve)]:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False)
+    if timings:  # setup = tokenising + reference log-probs (≈ 0 when `--dataset-cache` has them)
+        print(f"train: setup {timings['setup_s']:.1f} s, training {timings['train_s']:.1f} s")
+    data.write_csv(args.curve, curve)
+    data.write_csv(args.val_curve, val_curve)
     data.write_json(args.metrics, final)
 
 

@@ -98,3 +98,23 @@ def test_annealed_beta_is_logged_every_step(sft_dir, tmp_path):
 def test_no_pairs_fails_with_a_clear_message(sft_dir, tmp_path):
     with pytest.raises(ValueError, match="no training pairs"):
         _train(sft_dir, tmp_path, [], [])
+
+
+def test_dataset_cache_reuses_tokenisation_and_reference_logps(sft_dir, tmp_path):
+    """A second method on the same pairs computes nothing new, and trains exactly as without it."""
+    cache = tmp_path / "cache"
+    pairs = [{**p, "chosen": p["chosen"] + f" {i}"} for i, p in enumerate(_pairs(6))]
+
+    def cached_files():
+        return sorted(f.name for f in cache.rglob("cache-*.arrow"))
+
+    plain, _, _ = _train(sft_dir, tmp_path / "plain", pairs, _pairs(2))
+    first, _, _ = _train(sft_dir, tmp_path / "a", pairs, _pairs(2), dataset_cache=cache)
+    after_first = cached_files()
+    assert after_first  # TRL wrote its tokenised and reference-log-prob caches there
+    second, _, _ = _train(
+        sft_dir, tmp_path / "b", pairs, _pairs(2), loss="hinge", dataset_cache=cache
+    )
+    assert cached_files() == after_first  # …and the second method only read them
+    assert first["loss"].tolist() == plain["loss"].tolist()
+    assert len({p.name for p in cache.iterdir() if p.is_dir()}) == 2  # train + val, by content

@@ -10,6 +10,8 @@ the loss itself to the registry, so every loss is the pure, tested function of `
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -23,6 +25,7 @@ import pandas as pd
 import torch
 from accelerate import PartialState
 from datasets import Dataset, load_from_disk
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
@@ -156,6 +159,7 @@ def train_policy(
     beta_end: float | None = None,
     loss_options: dict | None = None,
     timings: dict | None = None,
+    dataset_cache: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train the SFT policy on preference pairs with `loss`; save it to `out_dir`.
 
@@ -163,6 +167,8 @@ def train_policy(
     Returns (train curve, validation curve, final metrics). `timings`, if given, receives the
     wall-clock seconds of setup (tokenising + reference log-probs) and of training, which the
     metrics leave out (they would make DVC outputs differ between identical runs).
+    `dataset_cache`: a directory that keeps the pairs' tokenisation and reference log-probs for
+    the next run on the same pairs (see `to_ds` below); None recomputes them every run.
     """
     out_dir = Path(out_dir)
     if loss == "sft":
@@ -197,6 +203,11 @@ def train_policy(
         use_cpu=not on_gpu,
         beta=beta,
         max_length=p.max_length,
+        # Sequences never reach max_length here (prompt_tokens + max_new_tokens + EOS fit). With
+        # TRL's default "keep_start", TRL adds a filter whose fingerprint hashes the whole config
+        # (β, loss, output dir), so the reference log-probs cached after it would never be reused
+        # by another method; "keep_end" adds no filter (see `dataset_cache`).
+        truncation_mode="keep_end",
         precompute_ref_log_probs=True,  # the reference forward runs once per pair, not every step
         precompute_ref_batch_size=4 * (p.batch_size // world),  # no gradients: larger batches fit
         # TRL turns activation checkpointing on by default: ~30 % more compute per step, to save
@@ -216,12 +227,24 @@ def train_policy(
     state = accelerator_state()
 
     def to_ds(rows: list[dict], name: str) -> Dataset:
-        # On disk in the shared work dir, so TRL's tokenised / reference-log-prob caches, which
-        # the main process writes and the others then read, sit where every process finds them.
-        path = Path(work_dir) / "pairs" / name
+        # On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
+        # dataset's fingerprint and, for the log-probs, the reference weights' hash) land beside
+        # it: the main process writes them and the others read them. With `dataset_cache` the
+        # directory is named by the pairs' content and outlives the run, so every method trained
+        # on the same pairs from the same SFT policy reuses both instead of recomputing them.
+        keep = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
+        if dataset_cache is None:
+            path = Path(work_dir) / "pairs" / name
+        else:
+            digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+            path = Path(dataset_cache) / f"{name}-{digest}"
         if state.is_main_process:
-            keep = ("prompt", "chosen", "rejected")
-            Dataset.from_list([{k: r[k] for k in keep} for r in rows]).save_to_disk(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
+                if not path.exists():
+                    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+                    Dataset.from_list(keep).save_to_disk(tmp)
+                    os.replace(tmp, path)  # complete or absent, never half-written
         state.wait_for_everyone()
         return load_from_disk(path)
 
