@@ -18,7 +18,7 @@ def _blocks():
     return [
         "\n".join(
             line.removeprefix("$ ")
-            for line in body.splitlines()
+            for line in body.replace("\\\n", " ").splitlines()  # join `\` continuations
             if lang == "bash" or line.startswith("$ ")
         )
         for lang, body in blocks
