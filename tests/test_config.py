@@ -47,6 +47,9 @@ def _error(raw, path, value):
         ("demo.evaluate.n", -1, ["demo.evaluate.n", "-1", "> 0"]),
         ("demo.train.max_steps", "many", ["demo.train.max_steps", "'many'", "int"]),
         ("demo.pairs.val_fraction", 1.0, ["demo.pairs.val_fraction", "1.0", "[0, 1)"]),
+        ("paper.train.max_length", 200, ["paper.train.max_length", "200", "≥", "= 289"]),
+        ("paper.sft.model", 3, ["paper.sft.model", "3", "str"]),
+        ("scale", "paper ", ["scale", "'paper '", "demo, paper"]),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(raw, path, value, must_say):

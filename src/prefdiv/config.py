@@ -261,12 +261,25 @@ def _check_loss(p: Params) -> None:
         )
 
 
+def _check_lengths(params: Params) -> None:
+    """Training sequences must fit `train.max_length` untruncated (the trainer relies on it)."""
+    for scale in SCALES:
+        s = getattr(params, scale)
+        need = s.prompts.prompt_tokens + s.generation.max_new_tokens + 1  # + EOS
+        if s.train.max_length < need:
+            raise ParamsError(
+                f"params.yaml: {scale}.train.max_length = {s.train.max_length} is not allowed; it "
+                f"must be ≥ prompts.prompt_tokens + generation.max_new_tokens + 1 = {need}"
+            )
+
+
 def validate(data: dict) -> Params:
     """Validate a parsed `params.yaml` mapping (the whole schema, every scale block present)."""
     if isinstance(data, dict) and data.get("scale") not in SCALES:
         _check_range("scale", data.get("scale"), {"choices": SCALES})
     params = _build(Params, data)
     _check_loss(params)
+    _check_lengths(params)
     return params
 
 
