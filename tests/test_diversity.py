@@ -79,3 +79,19 @@ def test_embedding_diversity_with_the_real_model():
     )
     assert diversity.embedding_diversity(same) == pytest.approx(0.0, abs=1e-5)
     assert diversity.embedding_diversity(diff) > 0.5
+
+
+def test_self_bleu_equals_sacrebleu_sentence_score_against_the_others():
+    import random
+
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU(effective_order=True)
+    rng = random.Random(0)
+    words = "the film was great bad plot acting a of and , . it so very boring fun".split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 40))) for _ in range(12)]
+    texts += [texts[3], texts[3] + " again", ""]  # ties in n-gram counts, an empty sample
+    expected = np.mean(
+        [bleu.sentence_score(t, texts[:i] + texts[i + 1 :]).score for i, t in enumerate(texts)]
+    )
+    assert diversity.self_bleu(texts) == pytest.approx(expected, abs=1e-9)

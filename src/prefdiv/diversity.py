@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from sacrebleu.metrics import BLEU
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from scipy import stats
 
 _BLEU = BLEU(effective_order=True)  # sentence-level BLEU: effective order avoids zero n-gram counts
@@ -63,16 +64,40 @@ def ead_mean(responses: Sequence[Sequence], vocab_size: int, ns=range(1, 6)) -> 
 
 
 def self_bleu(texts: Sequence[str]) -> float:
-    """Self-BLEU-4 (Zhu et al. 2018), sacreBLEU sentence BLEU of each text against the others.
+    """Self-BLEU-4 (Zhu et al. 2018): sacreBLEU sentence BLEU of each text against the others.
 
-    0–100; lower = more diverse. NaN with fewer than two texts.
+    0–100; lower = more diverse. NaN with fewer than two texts. Equal to
+    `mean(BLEU.sentence_score(t_i, others))` (tested), but each text is tokenised and its
+    n-grams counted once instead of once per other text: sentence_score re-reads all 24 other
+    samples for each of 25 (paper scale), 0.26 s per prompt, a quarter of evaluation time.
     """
     if len(texts) < 2:
         return float("nan")
-    scores = [
-        _BLEU.sentence_score(t, [o for j, o in enumerate(texts) if j != i]).score
-        for i, t in enumerate(texts)
-    ]
+    order = _BLEU.max_ngram_order
+    grams = [extract_all_word_ngrams(_BLEU._preprocess_segment(t), 1, order) for t in texts]
+    # Per n-gram: the largest count, which text has it, and the second largest, so the
+    # max count over the *other* texts (multi-reference clipping) is one lookup.
+    top: dict[tuple, list] = {}
+    for i, (counts, _) in enumerate(grams):
+        for gram, c in counts.items():
+            best = top.get(gram)
+            if best is None:
+                top[gram] = [c, i, 0]
+            elif c > best[0]:
+                top[gram] = [c, i, best[0]]
+            elif c > best[2]:
+                best[2] = c
+    lengths = [n for _, n in grams]
+    scores = []
+    for i, (counts, hyp_len) in enumerate(grams):
+        correct, total = [0] * order, [0] * order
+        for gram, c in counts.items():
+            total[len(gram) - 1] += c
+            best, owner, second = top[gram]
+            correct[len(gram) - 1] += min(c, second if owner == i else best)
+        ref_len = _BLEU._get_closest_ref_len(hyp_len, lengths[:i] + lengths[i + 1 :])
+        stats = [hyp_len, ref_len, *correct, *total]
+        scores.append(_BLEU._compute_score_from_stats(stats).score)
     return float(np.mean(scores))
 
 
