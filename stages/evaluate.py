@@ -23,14 +23,7 @@ def main() -> None:
     policy, policy_tok = models.load_policy(args.policy)
     reference, _ = models.load_policy(args.reference)
     reward, reward_tok = models.load_reward(args.reward)
-    prompts = [
-        {
-            "prompt_id": r["id"],
-            "label": r["label"],
-            "prompt": data.truncate_prompt(policy_tok, r["text"], s.prompts.prompt_tokens),
-        }
-        for r in data.read_jsonl(args.prompts)
-    ]
+    prompts = data.test_prompts(data.read_jsonl(args.prompts), policy_tok, s.prompts.prompt_tokens)
     df, per_sample = evaluation.per_prompt(
         policy,
         policy_tok,

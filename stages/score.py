@@ -16,12 +16,9 @@ def main() -> None:
 
     model, tokenizer = models.load_reward(args.reward)
     rows = data.read_jsonl(args.samples)
-    texts = [t for row in rows for t in row["responses"]]
-    scores = iter(rewards.score(model, tokenizer, texts).tolist())
-    for row in rows:
-        row["responses"] = [{"text": t, "reward": next(scores)} for t in row["responses"]]
+    n = rewards.score_rows(model, tokenizer, rows)
     data.write_jsonl(args.out, rows)
-    print(f"scored {len(texts)} samples → {args.out}")
+    print(f"scored {n} samples → {args.out}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def main() -> None:
     ):
         return trainer.run_distributed(cmd)
     main_process = trainer.accelerator_state().is_main_process
-    tags = {k: getattr(params, k) for k in tracking.EXPERIMENT_KEYS}
+    tags = {k: getattr(params, k) for k in (*config.EXPERIMENT_KEYS, "scale")}
     hparams = {"seed": params.seed, **{f"train.{k}": v for k, v in vars(p).items()}}
     track = tracking.run(tags=tags, params={**tags, **hparams})
     with track if main_process else contextlib.nullcontext(None) as run_id:

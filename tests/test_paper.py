@@ -8,13 +8,12 @@ processes under `accelerate launch --cpu` (gloo), the distributed path.
 import json
 import math
 import os
-import shutil
 
 import pytest
 import torch
 import yaml
 from conftest import REVIEWS
-from test_pipeline import COPY, ROOT, run
+from test_pipeline import ROOT, copy_project, run
 
 from prefdiv import config, data, models
 
@@ -70,13 +69,7 @@ def test_local_dataset_loads_like_the_hub_one(hub_like):
 
 def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
     repo = tmp_path / "repo"
-    for rel in COPY:
-        src, dst = ROOT / rel, repo / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
+    copy_project(repo)
     raw = _raw()
     raw["scale"] = "paper"
     paper = raw["paper"]

@@ -76,9 +76,8 @@ def would_run(repo):
     return set(re.findall(r"Running stage '(\w+)'", run(["dvc", "repro", "--dry"], repo)))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("study") / "repo"
+def copy_project(repo):
+    """The files `dvc repro` needs (COPY), copied into a fresh directory `repo`."""
     for rel in COPY:
         src, dst = ROOT / rel, repo / rel
         if src.is_dir():
@@ -86,6 +85,12 @@ def repo(tmp_path_factory):
         elif src.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dst)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("study") / "repo"
+    copy_project(repo)
     p = yaml.safe_load((repo / "params.yaml").read_text())
     for block, values in TINY.items():
         p["demo"][block].update(values)

@@ -3,8 +3,8 @@
 The reference study's loop, re-implemented from its description: prompts in their original
 order, batches of 16, right padding, one `generate` call per batch and per sample (k calls per
 batch), each batch decoded before the next. Ours (`sampling.sample`): length-sorted batches, left
-padding, the k samples of a prompt in one call (`num_return_sequences`). Same model, prompts and
-sampling settings; throughput = generated tokens (up to EOS) per second.
+padding, the k samples of a prompt as k rows of one batch, drawn by `sampling.decode`. Same model,
+prompts and sampling settings; throughput = generated tokens (up to EOS) per second.
 """
 
 from __future__ import annotations
@@ -121,15 +121,15 @@ def paper_throughput(
     out["sampling_speedup"] = out["sample_tokens_per_s"] / out["reference_loop_tokens_per_s"]
 
     rows = [
-        {"prompt_id": str(i), "prompt": p, "responses": sampling.keep(rs, gen.min_tokens)}
+        {
+            "prompt_id": str(i),
+            "prompt": p,
+            "responses": [r["text"] for r in sampling.keep(rs, gen.min_tokens)],
+        }
         for i, (p, rs) in enumerate(zip(train_prompts, samples, strict=True))
     ]
-    texts = [r["text"] for row in rows for r in row["responses"]]
-    scores, t = timed(lambda: rewards.score(reward, reward_tok, texts))
-    out["score_texts_per_s"] = len(texts) / t
-    scores = iter(scores.tolist())
-    for row in rows:
-        row["responses"] = [{"text": r["text"], "reward": next(scores)} for r in row["responses"]]
+    n_texts, t = timed(lambda: rewards.score_rows(reward, reward_tok, rows))
+    out["score_texts_per_s"] = n_texts / t
     all_pairs, _ = pairs.make_pairs(rows, s.pairs.min_margin)
     p = dataclasses.replace(s.train, max_steps=train_steps, eval_steps=10 * train_steps)
     timings: dict = {}

@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 
 from prefdiv import compare
+from prefdiv.config import EXPERIMENT_KEYS as KEYS
 
-KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -199,17 +199,17 @@ def bench_study(args) -> int:
     """Stage timings of the active scale on a slice (GPU at paper scale) and the projection."""
     import tempfile
 
-    from prefdiv import bench, config, data, models
+    from transformers import AutoTokenizer
+
+    from prefdiv import bench, config, data
 
     params = config.load(args.params)
     s = params.active
-    _, tok = models.load_policy(args.policy)
-    cut = lambda r: data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens)  # noqa: E731
-    train = [cut(r) for r in data.read_jsonl(args.prompts)[: args.n_train]]
-    test = [
-        {"prompt_id": r["id"], "label": r["label"], "prompt": cut(r)}
-        for r in data.read_jsonl(args.test_prompts)[: args.n_test]
-    ]
+    n_tokens = s.prompts.prompt_tokens
+    tok = AutoTokenizer.from_pretrained(args.policy)  # the model itself loads in bench
+    rows = data.read_jsonl(args.prompts)[: args.n_train]
+    train = [data.truncate_prompt(tok, r["text"], n_tokens) for r in rows]
+    test = data.test_prompts(data.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
     study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "n_methods": 14}
     study["steps"] = args.study_steps
     with tempfile.TemporaryDirectory() as work:

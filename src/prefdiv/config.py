@@ -22,6 +22,8 @@ SCALES = ("demo", "paper")
 ALLOW_CPU = "PREFDIV_ALLOW_CPU"
 # `sft` = no preference training; every other name is a key of prefdiv.losses.LOSSES.
 NO_TRAINING = "sft"
+# The top-level keys an experiment sets (`dvc exp run -S loss=… -S beta=…`, grid.yaml).
+EXPERIMENT_KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha")
 
 
 class ParamsError(ValueError):

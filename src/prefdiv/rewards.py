@@ -16,6 +16,13 @@ def positive_index(model) -> int:
     return int(label2id.get("POSITIVE", 1))
 
 
+def encode(model, tokenizer, texts: list[str]):
+    """A padded batch of `texts` on the model's device, truncated to the classifier's context."""
+    max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+    return enc.to(model.device)
+
+
 @torch.no_grad()
 def score(model, tokenizer, texts: list[str], *, batch_size: int = 64, desc: str = "score"):
     """Positive-class logit of every text, as a float array in input order.
@@ -23,20 +30,23 @@ def score(model, tokenizer, texts: list[str], *, batch_size: int = 64, desc: str
     Texts are scored in length-sorted batches (little padding), truncated to the model's context.
     """
     pos = positive_index(model)
-    max_len = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.empty(len(texts), dtype=np.float64)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
         idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_len,
-        ).to(model.device)
+        enc = encode(model, tokenizer, [texts[i] for i in idx])
         out[idx] = model(**enc).logits[:, pos].double().cpu().numpy()
     return out
+
+
+def score_rows(model, tokenizer, rows: list[dict]) -> int:
+    """Score rows as the `sample` stage writes them, in place: each response text becomes
+    `{"text", "reward"}`. Returns the number of texts scored."""
+    texts = [t for row in rows for t in row["responses"]]
+    scores = iter(score(model, tokenizer, texts).tolist())
+    for row in rows:
+        row["responses"] = [{"text": t, "reward": next(scores)} for t in row["responses"]]
+    return len(texts)
 
 
 def vader_compound(texts: list[str]) -> np.ndarray:

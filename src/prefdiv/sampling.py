@@ -85,7 +85,8 @@ def decode(model, input_ids, attention_mask, *, gen: GenerationParams, eos_id: i
         if done.all():
             break
         step_ids = token[:, None]
-        ids = torch.cat([ids, step_ids], dim=1)
+        if ban is not None:  # only the n-gram ban reads the history
+            ids = torch.cat([ids, step_ids], dim=1)
         attention_mask = torch.cat([attention_mask, torch.ones_like(step_ids)], dim=1)
         position_ids = position_ids[:, -1:] + 1
     return torch.stack(new, dim=1)

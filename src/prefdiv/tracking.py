@@ -18,8 +18,6 @@ EXPERIMENT = "prefdiv"
 # Tag linking a policy's files to its training run. The run id is not written into the model
 # directory: that would make a DVC output differ on every run of an otherwise identical stage.
 POLICY_TAG = "policy_sha256"
-# Experiment keys of params.yaml, tagged on every training run.
-EXPERIMENT_KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha", "scale")
 _EXPS = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
 
 

@@ -182,7 +182,8 @@ def train_policy(
             "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
         )
     on_gpu = torch.cuda.is_available()
-    world = accelerator_state().num_processes
+    state = accelerator_state()
+    world = state.num_processes
     if p.batch_size % world:
         raise ValueError(f"train.batch_size = {p.batch_size} does not split over {world} processes")
     args = DPOConfig(
@@ -224,7 +225,6 @@ def train_policy(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
-    state = accelerator_state()
 
     def to_ds(rows: list[dict], name: str) -> Dataset:
         # On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
