@@ -24,6 +24,7 @@ def main() -> None:
     reference, _ = models.load_policy(args.reference)
     reward, reward_tok = models.load_reward(args.reward)
     prompts = data.test_prompts(data.read_jsonl(args.prompts), policy_tok, s.prompts.prompt_tokens)
+    timings: dict = {}
     df, per_sample = evaluation.per_prompt(
         policy,
         policy_tok,
@@ -35,6 +36,7 @@ def main() -> None:
         n=s.evaluate.n,
         gen=s.generation,
         seed=params.seed,
+        timings=timings,
     )
     metrics = evaluation.summarise(
         df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
@@ -44,15 +46,11 @@ def main() -> None:
     data.write_csv(args.per_sample, per_sample)
 
     run_id = tracking.find_run(tracking.fingerprint(args.policy))
-    tags = {
-        "loss": params.loss,
-        "beta": params.beta,
-        "scale": params.scale,
-        "evaluate.n": s.evaluate.n,
-    }
-    with tracking.run(tags=tags, params={}, run_id=run_id):
+    tags = {"loss": params.loss, "beta": params.beta, "scale": params.scale}
+    with tracking.run(tags={**tags, "evaluate.n": s.evaluate.n}, params={}, run_id=run_id):
         tracking.log_metrics(metrics)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))
+    print("evaluate, seconds:", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def test_study_timing_measures_every_stage_and_projects(hub_like, tmp_path):
         n_reference=2,
         study=study,
         work_dir=tmp_path,
+        profile_dir=tmp_path / "profile",
     )
     rates = ["sample_tokens_per_s", "reference_loop_tokens_per_s", "score_texts_per_s"]
     assert all(r[k] > 0 for k in [*rates, "train_pairs_per_s", "evaluate_s_per_prompt"])
@@ -62,3 +63,19 @@ def test_study_timing_measures_every_stage_and_projects(hub_like, tmp_path):
     expected = r["projected_sample_and_score_min"] + 14 * per_method
     expected += r["projected_evaluate_min_per_method"]
     assert abs(r["projected_study_h"] * 60 - expected) < 1e-6
+    # evaluation's parts: every one timed, together within its wall time
+    parts = r["evaluate_parts_s_per_prompt"]
+    assert set(parts) == {
+        "sample",
+        "reward",
+        "judge",
+        "embedding",
+        "kl_and_entropy",
+        "text_metrics",
+    }
+    assert all(v >= 0 for v in parts.values())
+    assert sum(parts.values()) <= r["evaluate_s_per_prompt"]
+    # the profiled training steps: GPT-2's matrix products are in the operator table
+    table = (tmp_path / "profile" / "train_steps.txt").read_text()
+    assert "aten::addmm" in table
+    assert (tmp_path / "profile" / "train_steps.json").stat().st_size > 0

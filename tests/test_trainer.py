@@ -118,3 +118,13 @@ def test_dataset_cache_reuses_tokenisation_and_reference_logps(sft_dir, tmp_path
     assert cached_files() == after_first  # …and the second method only read them
     assert first["loss"].tolist() == plain["loss"].tolist()
     assert len({p.name for p in cache.iterdir() if p.is_dir()}) == 2  # train + val, by content
+
+
+def test_logged_margins_start_at_zero_and_grow(sft_dir, tmp_path):
+    """Step 1 scores the SFT policy against itself (reference = policy): zero reward margin and
+    no pair ranked right; DPO then separates chosen from rejected on every pair."""
+    curve, _, _ = _train(sft_dir, tmp_path, _pairs(6), [])
+    assert curve["reward_margin"].iloc[0] == pytest.approx(0.0, abs=1e-6)
+    assert curve["reward_acc"].iloc[0] == 0.0
+    assert 0 < curve["reward_margin"].iloc[1] < curve["reward_margin"].iloc[2]
+    assert curve["reward_acc"].iloc[-1] == 1.0

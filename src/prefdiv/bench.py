@@ -9,9 +9,12 @@ prompts and sampling settings; throughput = generated tokens (up to EOS) per sec
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from prefdiv import sampling
 from prefdiv.config import GenerationParams
@@ -84,6 +87,7 @@ def paper_throughput(
     n_reference: int,
     study: dict,
     work_dir,
+    profile_dir=None,
 ) -> dict:
     """Time every compute stage of one study configuration `s` on a slice, and project the study.
 
@@ -91,10 +95,9 @@ def paper_throughput(
     paired, `train_steps` optimiser steps, `test_prompts` evaluated (n samples each, every metric
     but the embedding one). `study` gives the full sizes: {"n_train", "n_test", "n_methods",
     "steps"}. Projection = sample + score once, then per method train + evaluate, plus one
-    evaluation of the SFT baseline.
+    evaluation of the SFT baseline. `profile_dir`: also profile a few training steps there
+    (:func:`profile_training`), after and apart from the timed run.
     """
-    import dataclasses
-
     from prefdiv import evaluation, models, pairs, rewards, trainer
 
     model, tok = models.load_policy(policy_dir)
@@ -149,6 +152,7 @@ def paper_throughput(
     out["train_pairs_per_s"] = train_steps * p.batch_size / timings["train_s"]
     out["setup_pairs_per_s"] = len(all_pairs) / timings["setup_s"]  # tokenise + reference logps
 
+    parts: dict = {}
     _, t = timed(
         lambda: evaluation.per_prompt(
             model,
@@ -161,9 +165,15 @@ def paper_throughput(
             n=s.evaluate.n,
             gen=gen,
             seed=seed,
+            timings=parts,
         )
     )
     out["evaluate_s_per_prompt"] = t / len(test_prompts)
+    out["evaluate_parts_s_per_prompt"] = {k: v / len(test_prompts) for k, v in parts.items()}
+    if profile_dir is not None:
+        profile_training(
+            policy_dir, all_pairs, s.train, seed=seed, out_dir=profile_dir, work_dir=work_dir
+        )
 
     n_pairs = study["n_train"] * len(all_pairs) / len(train_prompts)
     once = study["n_train"] * (out["sample_s_per_prompt"] + k / out["score_texts_per_s"])
@@ -178,3 +188,51 @@ def paper_throughput(
         "projected_study_h": (once + study["n_methods"] * (train_s + eval_s) + eval_s) / 3600,
     }
     return out
+
+
+class StepProfiler(TrainerCallback):
+    """`torch.profiler` over optimiser steps start+1 … stop of a training run.
+
+    Writes `train_steps.txt` (operators by their own device time, or CPU time without a GPU) and
+    `train_steps.json` (a Chrome / Perfetto trace: where the GPU idles between kernels) to `out`.
+    """
+
+    def __init__(self, out, *, start: int, stop: int):
+        self.out, self.start, self.stop, self.prof = Path(out), start, stop, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.start:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.prof = torch.profiler.profile(activities=activities)
+            self.prof.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.stop and self.prof is not None:
+            self.prof.stop()
+            self.out.mkdir(parents=True, exist_ok=True)
+            sort = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+            table = self.prof.key_averages().table(sort_by=sort, row_limit=40)
+            (self.out / "train_steps.txt").write_text(table + "\n")
+            self.prof.export_chrome_trace(str(self.out / "train_steps.json"))
+
+
+def profile_training(policy_dir, all_pairs, p, *, seed: int, out_dir, work_dir, warmup=5, steps=5):
+    """Profile `steps` optimiser steps of `p` after `warmup` unprofiled ones (see StepProfiler)."""
+    from prefdiv import trainer
+
+    p = dataclasses.replace(p, max_steps=warmup + steps, eval_steps=10 * (warmup + steps))
+    trainer.train_policy(
+        policy_dir,
+        all_pairs[: (warmup + steps) * p.batch_size],
+        [],
+        loss="sigmoid",
+        beta=0.1,
+        p=p,
+        seed=seed,
+        out_dir=f"{work_dir}/profiled-policy",
+        work_dir=f"{work_dir}/profiled-train",
+        report_to=[],
+        callbacks=[StepProfiler(out_dir, start=warmup, stop=warmup + steps)],
+    )

@@ -224,6 +224,7 @@ def bench_study(args) -> int:
             n_reference=args.n_reference,
             study=study,
             work_dir=work,
+            profile_dir=args.profile,
         )
     print(json.dumps(result, indent=1))
     if args.out:
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     bs.add_argument("--train-steps", type=int, default=100)
     bs.add_argument("--study-steps", type=int, default=7000, help="steps per method, projected")
     bs.add_argument("--out", help="also write the result here (JSON)")
+    bs.add_argument("--profile", metavar="DIR", help="also profile 5 training steps, into DIR")
     b = sub.add_parser("bench-sampling", help="sampling tokens/s: ours vs the reference loop")
     b.add_argument("--params", default="params.yaml")
     b.add_argument("--policy", default="models/sft")

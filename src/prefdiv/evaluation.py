@@ -8,6 +8,10 @@ MLflow.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import torch
@@ -81,22 +85,36 @@ def per_prompt(
     n: int,
     gen: GenerationParams,
     seed: int,
+    timings: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per test prompt with every metric, one row per kept sample with its reward).
 
     `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with no kept sample gets NaN
-    metrics and drops out of the averages (the kept fraction shows it).
+    metrics and drops out of the averages (the kept fraction shows it). `timings`, if given,
+    receives the wall-clock seconds of each part (see :func:`_clock`), which the metrics leave
+    out so that identical runs write identical outputs.
     """
-    samples = sampling.sample(
-        policy, policy_tok, [p["prompt"] for p in prompts], n=n, gen=gen, seed=seed, desc="evaluate"
-    )
+    clock = defaultdict(float)
+    with _clock(clock, "sample"):
+        samples = sampling.sample(
+            policy,
+            policy_tok,
+            [p["prompt"] for p in prompts],
+            n=n,
+            gen=gen,
+            seed=seed,
+            desc="evaluate",
+        )
     kept = [sampling.keep(s, gen.min_tokens) for s in samples]
     texts = [r["text"] for k in kept for r in k]
-    scores = rewards.score(reward, reward_tok, texts)
-    judge = rewards.vader_compound(texts)
+    with _clock(clock, "reward"):
+        scores = rewards.score(reward, reward_tok, texts)
+    with _clock(clock, "judge"):
+        judge = rewards.vader_compound(texts)
     # embedder=None skips the embedding metric (NaN): the GPU benchmark has no MiniLM weights.
-    encode = texts and embedder is not None
-    emb = embedder.encode(texts, batch_size=64, convert_to_numpy=True) if encode else None
+    with _clock(clock, "embedding"):
+        encode = texts and embedder is not None
+        emb = embedder.encode(texts, batch_size=64, convert_to_numpy=True) if encode else None
     vocab = len(policy_tok)
     rows, sample_rows, at = [], [], 0
     for p, ks in zip(prompts, kept, strict=True):
@@ -108,13 +126,15 @@ def per_prompt(
         row["mean_tokens"] = float(np.mean([len(i) for i in ids])) if ids else np.nan
         if ks:
             r = scores[sl]
-            pred_h, kl = sequence_stats(
-                policy,
-                reference,
-                policy_tok(p["prompt"])["input_ids"],
-                ids,
-                temperature=gen.temperature,
-            )
+            with _clock(clock, "kl_and_entropy"):
+                pred_h, kl = sequence_stats(
+                    policy,
+                    reference,
+                    policy_tok(p["prompt"])["input_ids"],
+                    ids,
+                    temperature=gen.temperature,
+                )
+            started = time.perf_counter()
             row |= {
                 "reward_mean": float(r.mean()),
                 "reward_median": float(np.median(r)),
@@ -128,13 +148,30 @@ def per_prompt(
                 "self_bleu": diversity.self_bleu([k["text"] for k in ks]),
                 "embedding": np.nan if emb is None else diversity.embedding_diversity(emb[sl]),
             }
+            clock["text_metrics"] += time.perf_counter() - started
         rows.append(row)
         sample_rows += [
             {"prompt_id": p["prompt_id"], "label": row["label"], "reward": float(s)}
             for s in scores[sl]
         ]
+    if timings is not None:
+        timings |= clock
     cols = ["prompt_id", "label", "n_kept", "tokens_pooled", "mean_tokens", *HEADLINE]
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(sample_rows)
+
+
+@contextmanager
+def _clock(clock: dict, part: str):
+    """Add the seconds of the block to `clock[part]`.
+
+    Parts: sample (generation), reward (classifier), judge (VADER), embedding (MiniLM),
+    kl_and_entropy (policy and reference forwards), text_metrics (n-gram and self-BLEU
+    diversity, on the CPU). Each part ends by copying its results to the host, so on a GPU the
+    wall clock is the part's own time without an explicit synchronisation.
+    """
+    started = time.perf_counter()
+    yield
+    clock[part] += time.perf_counter() - started
 
 
 def summarise(df: pd.DataFrame, *, n: int, bootstrap: int, seed: int) -> dict:

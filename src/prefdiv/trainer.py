@@ -34,6 +34,15 @@ from prefdiv.config import TrainParams
 
 WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+# logged every step, as TRL's own DPOTrainer names them
+METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
 
 
 class PreferenceTrainer(DPOTrainer):
@@ -69,16 +78,16 @@ class PreferenceTrainer(DPOTrainer):
         )
         loss = per_pair.mean()
 
-        gather = self.accelerator.gather_for_metrics
-        margins = gather(chosen_rewards - rejected_rewards)
+        # One gather (one collective under DDP) and one device→host copy per step for all six
+        # metrics: each `.item()` would stall the CPU until the GPU caught up.
+        per_pair = torch.stack([chosen_rewards, rejected_rewards, chosen_logps, rejected_logps], 1)
+        c, r, c_logp, r_logp = self.accelerator.gather_for_metrics(per_pair.detach().float()).T
+        margins = c - r
+        means = torch.stack([c, r, margins, (margins > 0).float(), c_logp, r_logp]).mean(1)
         m = self._metrics[mode]
         m["beta"].append(beta)
-        m["rewards/chosen"].append(gather(chosen_rewards).mean().item())
-        m["rewards/rejected"].append(gather(rejected_rewards).mean().item())
-        m["rewards/margins"].append(margins.mean().item())
-        m["rewards/accuracies"].append((margins > 0).float().mean().item())
-        m["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
-        m["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        for name, value in zip(METRICS, means.tolist(), strict=True):
+            m[name].append(value)
         return (loss, out) if return_outputs else loss
 
 
@@ -160,6 +169,7 @@ def train_policy(
     loss_options: dict | None = None,
     timings: dict | None = None,
     dataset_cache: str | Path | None = None,
+    callbacks: list | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train the SFT policy on preference pairs with `loss`; save it to `out_dir`.
 
@@ -169,6 +179,7 @@ def train_policy(
     metrics leave out (they would make DVC outputs differ between identical runs).
     `dataset_cache`: a directory that keeps the pairs' tokenisation and reference log-probs for
     the next run on the same pairs (see `to_ds` below); None recomputes them every run.
+    `callbacks`: extra `transformers.TrainerCallback`s (the benchmark's profiler).
     """
     out_dir = Path(out_dir)
     if loss == "sft":
@@ -258,6 +269,7 @@ def train_policy(
         loss_name=loss,
         loss_options=loss_options or {},
         beta_end=beta_end,
+        callbacks=callbacks,
     )
     set_up = time.perf_counter()
     trainer.train()
