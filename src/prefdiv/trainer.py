@@ -29,7 +29,7 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from prefdiv import losses
+from prefdiv import losses, models
 from prefdiv.config import TrainParams
 
 WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
@@ -235,7 +235,7 @@ def train_policy(
     tokenizer = AutoTokenizer.from_pretrained(sft_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(sft_dir)
+    model = models.fuse_gelu(AutoModelForCausalLM.from_pretrained(sft_dir))
 
     def to_ds(rows: list[dict], name: str) -> Dataset:
         # On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
