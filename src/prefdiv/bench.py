@@ -98,7 +98,7 @@ def paper_throughput(
     evaluation of the SFT baseline. `profile_dir`: also profile a few training steps there
     (:func:`profile_training`), after and apart from the timed run.
     """
-    from prefdiv import evaluation, models, pairs, rewards, trainer
+    from prefdiv import evaluation, models, pairs, rewards
 
     model, tok = models.load_policy(policy_dir)
     reward, reward_tok = models.load_reward(reward_dir)
@@ -134,19 +134,14 @@ def paper_throughput(
     n_texts, t = timed(lambda: rewards.score_rows(reward, reward_tok, rows))
     out["score_texts_per_s"] = n_texts / t
     all_pairs, _ = pairs.make_pairs(rows, s.pairs.min_margin)
-    p = dataclasses.replace(s.train, max_steps=train_steps, eval_steps=10 * train_steps)
     timings: dict = {}
-    trainer.train_policy(
+    p = dpo_steps(
         policy_dir,
         all_pairs,
-        [],
-        loss="sigmoid",
-        beta=0.1,
-        p=p,
+        s.train,
+        train_steps,
         seed=seed,
-        out_dir=f"{work_dir}/policy",
-        work_dir=f"{work_dir}/train",
-        report_to=[],
+        work_dir=f"{work_dir}/timed",
         timings=timings,
     )
     out["train_pairs_per_s"] = train_steps * p.batch_size / timings["train_s"]
@@ -218,21 +213,23 @@ class StepProfiler(TrainerCallback):
             self.prof.export_chrome_trace(str(self.out / "train_steps.json"))
 
 
-def profile_training(policy_dir, all_pairs, p, *, seed: int, out_dir, work_dir, warmup=5, steps=5):
-    """Profile `steps` optimiser steps of `p` after `warmup` unprofiled ones (see StepProfiler)."""
+def dpo_steps(policy_dir, all_pairs, p, steps: int, *, seed: int, work_dir, **kwargs):
+    """`steps` DPO (β = 0.1) optimiser steps with train params `p`, no validation, untracked;
+    `kwargs` go to `trainer.train_policy`. Returns the params it ran with."""
     from prefdiv import trainer
 
-    p = dataclasses.replace(p, max_steps=warmup + steps, eval_steps=10 * (warmup + steps))
-    trainer.train_policy(
-        policy_dir,
-        all_pairs[: (warmup + steps) * p.batch_size],
-        [],
-        loss="sigmoid",
-        beta=0.1,
-        p=p,
-        seed=seed,
-        out_dir=f"{work_dir}/profiled-policy",
-        work_dir=f"{work_dir}/profiled-train",
-        report_to=[],
-        callbacks=[StepProfiler(out_dir, start=warmup, stop=warmup + steps)],
+    p = dataclasses.replace(p, max_steps=steps, eval_steps=10 * steps)
+    train = dict(loss="sigmoid", beta=0.1, p=p, seed=seed, report_to=[], **kwargs)
+    out, work = f"{work_dir}/policy", f"{work_dir}/train"
+    trainer.train_policy(policy_dir, all_pairs, [], out_dir=out, work_dir=work, **train)
+    return p
+
+
+def profile_training(policy_dir, all_pairs, p, *, seed: int, out_dir, work_dir, warmup=5, steps=5):
+    """Profile `steps` optimiser steps of `p` after `warmup` unprofiled ones (see StepProfiler)."""
+    n = warmup + steps
+    profiler = StepProfiler(out_dir, start=warmup, stop=n)
+    pairs = all_pairs[: n * p.batch_size]
+    dpo_steps(
+        policy_dir, pairs, p, n, seed=seed, work_dir=f"{work_dir}/profiled", callbacks=[profiler]
     )
