@@ -5,7 +5,6 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 """
 
 import argparse
-import contextlib
 import sys
 
 from prefdiv import config, data, tracking, trainer
@@ -25,16 +24,13 @@ def main() -> None:
     args = ap.parse_args()
     params = config.load(args.params)
     p = params.active.train
-    if params.loss != config.NO_TRAINING and (
-        cmd := trainer.distributed_launch(p.num_processes, sys.argv)
-    ):
-        return trainer.run_distributed(cmd)
+    if params.loss != config.NO_TRAINING and trainer.relaunched(p.num_processes, sys.argv):
+        return
     main_process = trainer.accelerator_state().is_main_process
     tags = {k: getattr(params, k) for k in (*config.EXPERIMENT_KEYS, "scale")}
     hparams = {"seed": params.seed, **{f"train.{k}": v for k, v in vars(p).items()}}
-    track = tracking.run(tags=tags, params={**tags, **hparams})
-    with track if main_process else contextlib.nullcontext(None) as run_id:
-        timings: dict = {}
+    timings: dict = {}
+    with tracking.run(tags=tags, params={**tags, **hparams}, active=main_process) as run_id:
         with trainer.work_dir() as work:
             curve, val_curve, final = trainer.train_policy(
                 args.sft,
@@ -52,8 +48,7 @@ def main() -> None:
                 report_to=["mlflow"] if run_id else [],
                 timings=timings,
             )
-        # `evaluate` finds this run by the policy's fingerprint and logs into it.
-        if main_process:
+        if main_process:  # `evaluate` finds this run by the policy's fingerprint, logs into it
             tracking.set_tags({tracking.POLICY_TAG: tracking.fingerprint(args.out)})
     if not main_process:
         return

@@ -68,9 +68,12 @@ def _setup():
 
 
 @contextlib.contextmanager
-def run(*, tags: dict, params: dict, run_id: str | None = None):
-    """An active MLflow run (resumed when `run_id` exists in the store); yields its id or None."""
-    if not enabled():
+def run(*, tags: dict, params: dict, run_id: str | None = None, active: bool = True):
+    """An active MLflow run (resumed when `run_id` exists in the store); yields its id or None.
+
+    `active=False` (a DDP process other than the main one) records nothing and yields None.
+    """
+    if not (active and enabled()):
         yield None
         return
     mlflow = _setup()

@@ -112,10 +112,14 @@ def distributed_launch(num_processes: int, argv: list[str]) -> list[str] | None:
     return [*launch, *argv]
 
 
-def run_distributed(cmd: list[str]) -> None:
-    """Run the launched processes with one shared work directory (see :func:`work_dir`)."""
-    with tempfile.TemporaryDirectory() as shared:
-        subprocess.run(cmd, check=True, env={**os.environ, WORK_DIR_ENV: shared})
+def relaunched(num_processes: int, argv: list[str]) -> bool:
+    """Whether `argv` was re-run in `num_processes` processes (:func:`distributed_launch`), with one
+    shared work directory (see :func:`work_dir`). False: this process is to train."""
+    cmd = distributed_launch(num_processes, argv)
+    if cmd is not None:
+        with tempfile.TemporaryDirectory() as shared:
+            subprocess.run(cmd, check=True, env={**os.environ, WORK_DIR_ENV: shared})
+    return cmd is not None
 
 
 @contextlib.contextmanager
