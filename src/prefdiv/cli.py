@@ -1,6 +1,6 @@
 """`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
 
-    prefdiv grid    [--grid grid.yaml] [--jobs 1] [--set scale=paper] [--queue-only]
+    prefdiv grid    [--grid grid.yaml] [--jobs 1 | --gpus 0,1] [--set scale=paper] [--queue-only]
                                                     queue every configuration, run them, report
     prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown)
     prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,7 +95,47 @@ def failed_in_queue() -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\S+\s+(\S+)\s+.*\bFailed\b", text, flags=re.M)}
 
 
-def run_grid(grid_path: str, jobs: int, extra: list[str] = (), queue_only: bool = False) -> int:
+def queue_state() -> tuple[int, int]:
+    """(queue workers up, tasks queued or running), from `dvc queue status`."""
+    text = _dvc("queue", "status")
+    m = re.search(r"Worker status: (\d+) active, (\d+) idle", text)
+    pending = len(re.findall(r"\b(?:Queued|Running)\s*$", text, flags=re.M))
+    return (int(m.group(1)) + int(m.group(2)) if m else 0), pending
+
+
+def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
+    """One DVC queue worker per GPU, started with `CUDA_VISIBLE_DEVICES=<gpu>`, which the worker
+    and every experiment it runs inherit.
+
+    `dvc queue start -j N` tops the workers up to N, counting those that answer a ping, and a new
+    worker takes seconds to answer. So each start waits for the previous worker: started at once,
+    the second start re-spawns the first worker with the second GPU (we saw every experiment land
+    on one GPU).
+    """
+    for n, gpu in enumerate(gpus, 1):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+        subprocess.run(["dvc", "queue", "start", "-j", str(n)], env=env, check=True)
+        deadline = time.monotonic() + timeout
+        while (state := queue_state())[0] < n and state[1] > 0:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"queue worker {n} (GPU {gpu}) did not start in {timeout:.0f} s")
+            time.sleep(1)
+
+
+def wait_for_queue(poll: float = 5) -> None:
+    """Block until the DVC queue has no queued or running task left."""
+    while queue_state()[1]:
+        time.sleep(poll)
+
+
+def run_grid(
+    grid_path: str,
+    jobs: int,
+    extra: list[str] = (),
+    queue_only: bool = False,
+    gpus: list[str] | None = None,
+) -> int:
+    """Queue the grid's experiments, run them (`jobs` workers, or one per GPU), report failures."""
     grid = load_grid(grid_path)
     start = time.time()
     # Re-running the grid replaces its experiments (`exp run -f` would also force every stage);
@@ -107,10 +148,13 @@ def run_grid(grid_path: str, jobs: int, extra: list[str] = (), queue_only: bool 
         print("+", " ".join(cmd), flush=True)
         _dvc(*cmd[1:])
     if queue_only:
-        print(f"queued {len(grid)} experiments; start workers with `dvc queue start -j N`")
+        print(f"queued {len(grid)} experiments; run them with `dvc queue start -j N`")
         return 0
-    # --run-all waits for the queue; shared upstream stages come from the cache, run once.
-    subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
+    if gpus:
+        start_gpu_workers(gpus)
+        wait_for_queue()
+    else:  # --run-all waits for the queue; shared upstream stages come from the cache, run once.
+        subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
     minutes = (time.time() - start) / 60
     exps = experiments()
     failed = failed_in_queue() & set(grid)
@@ -237,7 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grid", help="queue and run the experiment grid; report failures")
     g.add_argument("--grid", default="grid.yaml")
-    g.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    workers = g.add_mutually_exclusive_group()
+    workers.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    workers.add_argument(
+        "--gpus",
+        type=lambda v: v.split(","),
+        metavar="0,1,…",
+        help="one DVC queue worker per GPU, each seeing only its own (CUDA_VISIBLE_DEVICES)",
+    )
     g.add_argument(
         "--set",
         action="append",
@@ -289,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "bench-study":
         return bench_study(args)
     if args.cmd == "grid":
-        return run_grid(args.grid, args.jobs, args.set, args.queue_only)
+        return run_grid(args.grid, args.jobs, args.set, args.queue_only, args.gpus)
     if args.cmd == "compare":
         print(f"wrote {compare.report(experiments(args.rev), args.out, args.reference)}")
         return 0
