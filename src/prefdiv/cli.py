@@ -108,9 +108,9 @@ def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
     and every experiment it runs inherit.
 
     `dvc queue start -j N` tops the workers up to N, counting those that answer a ping, and a new
-    worker takes seconds to answer. So each start waits for the previous worker: started at once,
-    the second start re-spawns the first worker with the second GPU (we saw every experiment land
-    on one GPU).
+    worker takes seconds to answer. So each start waits for the previous worker: a second start
+    right after the first spawns worker 1 again, with the second GPU (once, every experiment then
+    ran on the first GPU).
     """
     for n, gpu in enumerate(gpus, 1):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
