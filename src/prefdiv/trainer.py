@@ -80,8 +80,8 @@ class PreferenceTrainer(DPOTrainer):
 
         # One gather (one collective under DDP) and one device→host copy per step for all six
         # metrics: each `.item()` would stall the CPU until the GPU caught up.
-        per_pair = torch.stack([chosen_rewards, rejected_rewards, chosen_logps, rejected_logps], 1)
-        c, r, c_logp, r_logp = self.accelerator.gather_for_metrics(per_pair.detach().float()).T
+        stats = torch.stack([chosen_rewards, rejected_rewards, chosen_logps, rejected_logps], 1)
+        c, r, c_logp, r_logp = self.accelerator.gather_for_metrics(stats.detach().float()).T
         margins = c - r
         means = torch.stack([c, r, margins, (margins > 0).float(), c_logp, r_logp]).mean(1)
         m = self._metrics[mode]
