@@ -20,7 +20,7 @@ def main() -> None:
     if isinstance(p, config.PretrainedParams):
         metrics = models.resolve_pretrained(p.model, args.out, kind="policy")
         model, tokenizer = models.load_policy(args.out)
-        metrics.update(models.perplexity(model, tokenizer, val, block_size=256))
+        metrics.update(models.perplexity(model, tokenizer, val, block_size=p.block_size))
     else:
         texts = [r["text"] for r in data.iter_jsonl(args.reviews)]
         metrics = models.train_sft(texts, val, p, args.out, seed=params.seed)

@@ -2,7 +2,7 @@
 
 The only difference from a real paper run is the names in `params.yaml` (`lvwerra/…`, `imdb`):
 the test passes local paths instead, shrinks the sizes, and allows the CPU. Training runs in two
-processes under `accelerate launch --cpu` (gloo), the distributed path.
+processes under `accelerate launch` (gloo on the CPU), the distributed path.
 """
 
 import json
@@ -25,7 +25,7 @@ def _raw():
 def test_paper_block_is_the_reference_configuration():
     p = config.validate({**_raw(), "scale": "paper"})
     s = p.active
-    assert s is p.paper and s.sft.model == "lvwerra/gpt2-imdb"
+    assert s is p.paper and s.sft.model == "lvwerra/gpt2-imdb" and s.sft.block_size == 256
     assert s.reward.model == "lvwerra/distilbert-imdb" and s.prompts.dataset == "imdb"
     assert (s.prompts.n_train, s.prompts.n_test, s.prompts.prompt_tokens) == (2268, 500, 32)
     assert (s.sample.k, s.evaluate.n, s.generation.max_new_tokens) == (8, 25, 256)

@@ -65,6 +65,11 @@ class PretrainedParams:
 
 
 @dataclass(frozen=True)
+class PretrainedPolicyParams(PretrainedParams):
+    block_size: int = _spec(gt=0)  # held-out perplexity is measured on blocks of this many tokens
+
+
+@dataclass(frozen=True)
 class RewardParams:
     vocab_size: int = _spec(ge=256)
     n_layer: int = _spec(gt=0)
@@ -144,7 +149,7 @@ class DemoScale(ScaleParams):
 
 @dataclass(frozen=True)
 class PaperScale(ScaleParams):
-    sft: PretrainedParams
+    sft: PretrainedPolicyParams
     reward: PretrainedParams
 
 
