@@ -251,8 +251,8 @@ def report(exps: dict[str, dict], out_dir: str | Path, reference: str | Path | N
     out.mkdir(parents=True, exist_ok=True)
     usable = {n: e for n, e in exps.items() if e["state"] != "failed" and EVAL in e["metrics"]}
     ref = read_reference(reference) if reference and Path(reference).exists() else None
-    paper = is_paper_scale(usable)
-    reward_entropy_figure(usable, out / "reward_entropy.png", ref if paper else None)
+    drawn = ref if is_paper_scale(usable) else None  # comparable at paper scale only
+    reward_entropy_figure(usable, out / "reward_entropy.png", drawn)
     reward_kl_figure(usable, out / "reward_kl.png")
     skipped = sorted(set(exps) - set(usable))
     md = [
@@ -262,13 +262,16 @@ def report(exps: dict[str, dict], out_dir: str | Path, reference: str | Path | N
         " ± half the 95 % bootstrap CI. Self-BLEU: lower = more diverse.",
         "",
         markdown(usable),
+        *(
+            ["Hollow diamonds: the reference study's published points (paper scale).\n"]
+            if drawn
+            else []
+        ),
         "![reward vs entropy](reward_entropy.png)",
         "",
         "![reward vs KL](reward_kl.png)",
         "",
     ]
-    if paper and ref:
-        md.insert(5, "Hollow diamonds: the reference study's published points (paper scale).\n")
     if ref:
         md.append(orderings(usable, ref))
     if skipped:

@@ -134,21 +134,20 @@ def per_prompt(
                     ids,
                     temperature=gen.temperature,
                 )
-            started = time.perf_counter()
-            row |= {
-                "reward_mean": float(r.mean()),
-                "reward_median": float(np.median(r)),
-                "reward_std": float(r.std()),
-                "judge": float(judge[sl].mean()),
-                "kl": kl,
-                "entropy": diversity.unigram_entropy(ids),
-                "predictive_entropy": pred_h,
-                **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
-                "ead": diversity.ead_mean(ids, vocab),
-                "self_bleu": diversity.self_bleu([k["text"] for k in ks]),
-                "embedding": np.nan if emb is None else diversity.embedding_diversity(emb[sl]),
-            }
-            clock["text_metrics"] += time.perf_counter() - started
+            with _clock(clock, "text_metrics"):
+                row |= {
+                    "reward_mean": float(r.mean()),
+                    "reward_median": float(np.median(r)),
+                    "reward_std": float(r.std()),
+                    "judge": float(judge[sl].mean()),
+                    "kl": kl,
+                    "entropy": diversity.unigram_entropy(ids),
+                    "predictive_entropy": pred_h,
+                    **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
+                    "ead": diversity.ead_mean(ids, vocab),
+                    "self_bleu": diversity.self_bleu([k["text"] for k in ks]),
+                    "embedding": np.nan if emb is None else diversity.embedding_diversity(emb[sl]),
+                }
         rows.append(row)
         sample_rows += [
             {"prompt_id": p["prompt_id"], "label": row["label"], "reward": float(s)}

@@ -282,7 +282,7 @@ def train_policy(
     train_curve, val_curve = _curves(trainer.state.log_history)
     final = trainer.evaluate() if val_pairs else {}
     trainer.save_model(str(out_dir))  # main process only
-    if trainer.accelerator.is_main_process:
+    if state.is_main_process:
         tokenizer.save_pretrained(out_dir)
         # TRL's pickled arguments name the temporary work dir: drop them, or the output would
         # differ on every run.
