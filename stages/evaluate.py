@@ -36,6 +36,7 @@ def main() -> None:
         n=s.evaluate.n,
         gen=s.generation,
         seed=params.seed,
+        speed=s.speed,
         timings=timings,
     )
     metrics = evaluation.summarise(

@@ -41,6 +41,7 @@ def main() -> None:
                 beta_end=params.beta_end,
                 loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
                 p=p,
+                speed=params.active.speed,
                 seed=params.seed,
                 out_dir=args.out,
                 work_dir=work,

@@ -1,3 +1,5 @@
+import pytest
+
 from prefdiv import bench
 from prefdiv.config import GenerationParams
 
@@ -21,61 +23,74 @@ def test_new_tokens_stop_at_eos_or_pad():
     assert bench._new_tokens([5, 6, 7], eos=0, pad=9) == 3
 
 
-def test_study_timing_measures_every_stage_and_projects(hub_like, tmp_path):
-    import dataclasses
+def test_bench_study_random_init_times_both_paths_and_projects(tmp_path, monkeypatch):
+    """`prefdiv bench-study --random-init` end to end at tiny sizes on the CPU: models built on the
+    spot, every stage timed on the plain and the fast paths (paper scale's `speed`), at the
+    sampled lengths and at real IMDB lengths, with projections and ratios."""
+    import json
     from pathlib import Path
 
     import yaml
+    from conftest import REVIEWS
 
-    from prefdiv import config
+    from prefdiv import cli, data
 
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    s = config.validate(raw).paper
-    s = dataclasses.replace(
-        s,
-        generation=dataclasses.replace(GEN, batch_size=2),
-        sample=dataclasses.replace(s.sample, k=3),
-        pairs=dataclasses.replace(s.pairs, min_margin=0.0),
-        train=dataclasses.replace(s.train, batch_size=2, max_length=32, logging_steps=1),
-        evaluate=dataclasses.replace(s.evaluate, n=3),
+    root = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["scale"] = "paper"
+    paper = raw["paper"]
+    paper["generation"] |= {"max_new_tokens": 12, "batch_size": 2, "min_tokens": 1}
+    paper["sample"]["k"], paper["evaluate"]["n"] = 3, 3
+    paper["pairs"]["min_margin"] = 0.0
+    paper["train"] |= {"batch_size": 2, "max_length": 48, "logging_steps": 1}
+    paper["speed"]["metric_workers"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    reviews = [{"id": str(i), "text": t, "label": i % 2} for i, t in enumerate(REVIEWS)]
+    data.write_jsonl(tmp_path / "reviews.jsonl", reviews)
+    monkeypatch.setenv("PREFDIV_ALLOW_CPU", "1")
+    out, profile = tmp_path / "bench.json", tmp_path / "profile"
+    args = ["bench-study", "--random-init", "--tiny", "--params", str(tmp_path / "params.yaml")]
+    args += [
+        "--corpus",
+        str(tmp_path / "reviews.jsonl"),
+        "--prompts",
+        str(tmp_path / "reviews.jsonl"),
+    ]
+    args += ["--test-prompts", str(tmp_path / "reviews.jsonl"), "--n-train", "4", "--n-test", "2"]
+    args += ["--train-steps", "6", "--n-reference", "2", "--grid", str(root / "grid.yaml")]
+    assert cli.main([*args, "--out", str(out), "--profile", str(profile)]) == 0
+    r = json.loads(out.read_text())
+    assert r["study"]["n_methods"] == 14 and r["params"]["speed"]["compile"] is True
+    assert r["plain"]["reference_loop_tokens_per_s"] > 0
+    for path in ("plain", "fast"):
+        assert r[path]["sample_tokens_per_s"] > 0
+        for variant in ("max_length", "imdb_lengths"):
+            v = r[path][variant]
+            assert all(
+                v[k] > 0 for k in ["score_texts_per_s", "train_pairs_per_s", "setup_pairs_per_s"]
+            )
+            parts = v["evaluate_parts_s_per_prompt"]
+            assert {"sample", "reward", "kl_and_entropy", "text_metrics"} <= set(parts)
+            assert v["evaluate_s_per_prompt"] == pytest.approx(sum(parts.values()))
+            per_method = (
+                v["projected_train_min_per_method"] + v["projected_evaluate_min_per_method"]
+            )
+            assert v["projected_min_per_method"] == pytest.approx(per_method)
+            # the study = once + 14 × (train + evaluate) + the SFT baseline's evaluation
+            study = (
+                v["projected_once_min"] + 14 * per_method + v["projected_evaluate_min_per_method"]
+            )
+            assert v["projected_study_h"] * 60 == pytest.approx(study)
+        # cut to real continuation lengths: never longer than sampled
+        lengths = r[path]["imdb_lengths"]["mean_new_tokens"]
+        assert lengths <= r[path]["max_length"]["mean_new_tokens"]
+        table = (profile / path / "train_steps.txt").read_text()
+        assert "aten::" in table
+    # ratios of every figure, > 1 where the fast path wins
+    sp = r["speedup"]
+    assert sp["sample_tokens_per_s"] == pytest.approx(
+        r["fast"]["sample_tokens_per_s"] / r["plain"]["sample_tokens_per_s"]
     )
-    prompts = ["A terrible film.", "I loved every minute", "Boring and", "The plot"]
-    test = [{"prompt_id": str(i), "label": i % 2, "prompt": p} for i, p in enumerate(prompts)]
-    study = {"n_train": 2268, "n_test": 500, "n_methods": 14, "steps": 7000}
-    r = bench.paper_throughput(
-        hub_like / "gpt2-imdb",
-        hub_like / "distilbert-imdb",
-        prompts,
-        test,
-        s,
-        seed=0,
-        train_steps=2,
-        n_reference=2,
-        study=study,
-        work_dir=tmp_path,
-        profile_dir=tmp_path / "profile",
+    assert sp["max_length"]["projected_study_h"] == pytest.approx(
+        r["plain"]["max_length"]["projected_study_h"] / r["fast"]["max_length"]["projected_study_h"]
     )
-    rates = ["sample_tokens_per_s", "reference_loop_tokens_per_s", "score_texts_per_s"]
-    assert all(r[k] > 0 for k in [*rates, "train_pairs_per_s", "evaluate_s_per_prompt"])
-    per_method = r["projected_train_min_per_method"] + r["projected_evaluate_min_per_method"]
-    assert abs(r["projected_min_per_method"] - per_method) < 1e-9
-    # the study = sampling once + 14 × (train + evaluate) + the SFT baseline's evaluation
-    expected = r["projected_sample_and_score_min"] + 14 * per_method
-    expected += r["projected_evaluate_min_per_method"]
-    assert abs(r["projected_study_h"] * 60 - expected) < 1e-6
-    # evaluation's parts: every one timed, together within its wall time
-    parts = r["evaluate_parts_s_per_prompt"]
-    assert set(parts) == {
-        "sample",
-        "reward",
-        "judge",
-        "embedding",
-        "kl_and_entropy",
-        "text_metrics",
-    }
-    assert all(v >= 0 for v in parts.values())
-    assert sum(parts.values()) <= r["evaluate_s_per_prompt"]
-    # the profiled training steps: GPT-2's matrix products are in the operator table
-    table = (tmp_path / "profile" / "train_steps.txt").read_text()
-    assert "aten::addmm" in table
-    assert (tmp_path / "profile" / "train_steps.json").stat().st_size > 0

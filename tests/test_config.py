@@ -50,6 +50,9 @@ def _error(raw, path, value):
         ("paper.train.max_length", 200, ["paper.train.max_length", "200", "≥", "= 289"]),
         ("paper.sft.model", 3, ["paper.sft.model", "3", "str"]),
         ("scale", "paper ", ["scale", "'paper '", "demo, paper"]),
+        ("paper.speed.compile", "yes", ["paper.speed.compile", "'yes'", "bool"]),
+        ("demo.speed.eval_rows", -1, ["demo.speed.eval_rows", "-1", "≥ 0"]),
+        ("paper.speed.fixed_length", False, ["paper.speed.compile", "fixed_length", "recompiles"]),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(raw, path, value, must_say):

@@ -11,7 +11,7 @@ def test_kl_is_zero_when_policy_is_reference(tiny_policy):
     model, tok = tiny_policy
     prompt = tok("The film was")["input_ids"]
     responses = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
-    pred_h, kl = evaluation.sequence_stats(model, model, prompt, responses, temperature=0.7)
+    [(pred_h, kl)] = evaluation.sequence_stats(model, model, [(prompt, responses)], temperature=0.7)
     assert kl == 0.0
     assert 0.0 < pred_h <= math.log(len(tok)) + 1e-6  # entropy of a distribution over V tokens
 
@@ -29,7 +29,7 @@ def test_kl_is_positive_for_another_policy(tiny_policy):
     prompt = tok("The film was")["input_ids"]
     responses = [[5, 6, 7, 8], [9, 10, 11]]
     # KL estimate on samples not drawn from `other` can be of either sign; its magnitude moves
-    _, kl = evaluation.sequence_stats(other, model, prompt, responses, temperature=1.0)
+    [(_, kl)] = evaluation.sequence_stats(other, model, [(prompt, responses)], temperature=1.0)
     assert kl != 0.0 and math.isfinite(kl)
 
 
@@ -37,9 +37,52 @@ def test_predictive_entropy_padding_does_not_leak(tiny_policy):
     """A response's stats must not change when a longer response shares its batch."""
     model, tok = tiny_policy
     prompt = tok("The film was")["input_ids"]
-    alone = evaluation.sequence_stats(model, model, prompt, [[5, 6, 7]], temperature=0.7)
-    both = evaluation.sequence_stats(model, model, prompt, [[5, 6, 7], [5, 6, 7]], temperature=0.7)
-    assert both[0] == pytest.approx(alone[0], rel=1e-5)
+    [alone] = evaluation.sequence_stats(model, model, [(prompt, [[5, 6, 7]])], temperature=0.7)
+    [both] = evaluation.sequence_stats(
+        model, model, [(prompt, [[5, 6, 7], [5, 6, 7, 8, 9, 10]])], temperature=0.7
+    )
+    assert both[0] != pytest.approx(alone[0], rel=1e-5)  # the longer response's positions count
+    [same] = evaluation.sequence_stats(
+        model, model, [(prompt, [[5, 6, 7], [5, 6, 7]])], temperature=0.7
+    )
+    assert same[0] == pytest.approx(alone[0], rel=1e-5)
+
+
+def test_batched_stats_across_prompts_equal_per_prompt_stats(tiny_policy):
+    """`rows` > 0 regroups the responses of several prompts into length-sorted forwards: the
+    same sums, so the same per-prompt values (float32 on the CPU)."""
+    import copy
+
+    import torch
+
+    model, tok = tiny_policy
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    items = [
+        (tok("The film was")["input_ids"], [[5, 6, 7, 8], [9, 10, 11]]),
+        (tok("A long, long, boring and terrible movie")["input_ids"], [[12, 13], [14] * 9]),
+        (tok("Great")["input_ids"], [[15, 16, 17, 18, 19, 20, 21]]),
+    ]
+    per_prompt = evaluation.sequence_stats(other, model, items, temperature=0.7)
+    for rows in (1, 2, 100):
+        batched = evaluation.sequence_stats(other, model, items, temperature=0.7, rows=rows)
+        assert np.allclose(batched, per_prompt, rtol=1e-5, atol=1e-5), rows
+
+
+def test_text_metrics_in_worker_processes_equal_in_process():
+    kept = [
+        [
+            {"token_ids": [1, 2, 3, 4], "text": "A wonderful film"},
+            {"token_ids": [1, 5], "text": "Awful."},
+        ],
+        [],
+        [{"token_ids": [7, 7, 8], "text": "Boring, boring."}],
+    ]
+    inline = evaluation._TextMetrics(kept, vocab=50, workers=0).result()
+    pooled = evaluation._TextMetrics(kept, vocab=50, workers=2).result()
+    assert len(inline) == 2 and pd.DataFrame(pooled).equals(pd.DataFrame(inline))  # NaN-aware
 
 
 def test_vader_judge_orders_sentiment():

@@ -147,6 +147,10 @@ def test_mlflow_run_has_training_and_evaluation_metrics(repo):
         ({"demo__pairs__min_margin": 0.5}, {"pairs"}),
         ({"demo__sample__k": 4}, {"sample"}),
         ({"demo__generation__temperature": 1.0}, {"sample", "evaluate"}),
+        # fast-path switches: only the stages that take the path
+        ({"demo__speed__static_decode": True}, {"sample", "evaluate"}),
+        ({"demo__speed__loader_workers": 1}, {"train"}),
+        ({"demo__speed__eval_rows": 16}, {"evaluate"}),
     ],
 )
 def test_params_rerun_only_the_stages_that_read_them(repo, change, expected):

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from prefdiv import losses, trainer
-from prefdiv.config import TrainParams
+from prefdiv.config import SpeedParams, TrainParams
 
 P = TrainParams(
     learning_rate=1e-3,
@@ -49,7 +49,7 @@ def _pairs(n):
 
 def _train(sft_dir, tmp_path, train_pairs, val_pairs, **kw):
     """`train_policy` with this file's fixed arguments; `kw` overrides loss, β, params, …"""
-    args = dict(loss="sigmoid", beta=0.1, p=P, seed=0, report_to=[])
+    args = dict(loss="sigmoid", beta=0.1, p=P, speed=SpeedParams(), seed=0, report_to=[])
     return trainer.train_policy(
         sft_dir,
         train_pairs,
@@ -128,3 +128,40 @@ def test_logged_margins_start_at_zero_and_grow(sft_dir, tmp_path):
     assert curve["reward_acc"].iloc[0] == 0.0
     assert 0 < curve["reward_margin"].iloc[1] < curve["reward_margin"].iloc[2]
     assert curve["reward_acc"].iloc[-1] == 1.0
+
+
+def test_token_logps_equal_trls_fused_head(sft_dir):
+    """The compiled path's log-prob function (no attention mask, full LM head) gives TRL's per-token
+    log-probs on right-padded chosen/rejected batches (float32, CPU)."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(sft_dir)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0, 0], [5, 6, 10, 11, 12, 13, 14], [5, 6, 7, 15, 0, 0, 0]])
+    mask = (torch.arange(7) < torch.tensor([[5], [7], [4]])).long()
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :2] = -100  # the prompt
+    ours = trainer.token_logps(model, ids, labels)
+    add_fused_lm_head(model)
+    theirs = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
+    assert ours.shape == theirs.shape == (3, 6)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert (ours[labels[:, 1:] == -100] == 0).all()
+
+
+def test_compiled_fixed_length_training_equals_the_plain_path(sft_dir, tmp_path):
+    """torch.compile'd log-probs, batches padded to max_length, collation in a worker process:
+    the same losses, margins and trained weights as the plain path, within float32 tolerance."""
+    fast = SpeedParams(compile=True, fixed_length=True, loader_workers=1)
+    pairs = [{**p, "chosen": p["chosen"] + " really" * (i % 3)} for i, p in enumerate(_pairs(6))]
+    from torch._dynamo.utils import counters
+
+    plain, plain_val, _ = _train(sft_dir, tmp_path / "plain", pairs, _pairs(2))
+    counters.clear()
+    quick, quick_val, _ = _train(sft_dir, tmp_path / "fast", pairs, _pairs(2), speed=fast)
+    assert counters["stats"]["unique_graphs"] >= 1  # compiled: the policy's forward was traced
+    for col in ("loss", "reward_margin", "reward_acc"):
+        assert quick[col].tolist() == pytest.approx(plain[col].tolist(), abs=1e-5), col
+        assert quick_val[col].tolist() == pytest.approx(plain_val[col].tolist(), abs=1e-5), col
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "plain" / "policy").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "fast" / "policy").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

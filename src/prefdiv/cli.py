@@ -240,7 +240,7 @@ def bench_sampling(args) -> int:
 
 
 def bench_study(args) -> int:
-    """Stage timings of the active scale on a slice (GPU at paper scale) and the projection."""
+    """Stage timings of the active scale on a slice, plain path vs fast paths, and projections."""
     import tempfile
 
     from transformers import AutoTokenizer
@@ -250,27 +250,43 @@ def bench_study(args) -> int:
     params = config.load(args.params)
     s = params.active
     n_tokens = s.prompts.prompt_tokens
-    tok = AutoTokenizer.from_pretrained(args.policy)  # the model itself loads in bench
     rows = data.read_jsonl(args.prompts)[: args.n_train]
-    train = [data.truncate_prompt(tok, r["text"], n_tokens) for r in rows]
-    test = data.test_prompts(data.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
-    study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "n_methods": 14}
-    study["steps"] = args.study_steps
+    study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "steps": args.study_steps}
+    study["n_methods"] = len(load_grid(args.grid))
+    result = {"params": {"scale": params.scale, "speed": vars(s.speed)}, "study": study}
     with tempfile.TemporaryDirectory() as work:
-        result = bench.paper_throughput(
-            args.policy,
-            args.reward,
-            train,
-            test,
-            s,
-            seed=params.seed,
-            train_steps=args.train_steps,
-            n_reference=args.n_reference,
-            study=study,
-            work_dir=work,
-            profile_dir=args.profile,
-        )
-    print(json.dumps(result, indent=1))
+        policy, reward = args.policy, args.reward
+        if args.random_init:
+            corpus = [r["text"] for r in data.read_jsonl(args.corpus)]
+            sizes = bench.TINY if args.tiny else {}
+            policy, reward = bench.random_init_models(work, corpus, seed=params.seed, **sizes)
+        tok = AutoTokenizer.from_pretrained(policy)  # the model itself loads in bench
+        train = [data.truncate_prompt(tok, r["text"], n_tokens) for r in rows]
+        test = data.test_prompts(data.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
+        lengths = None
+        if args.random_init:  # a random-weight policy never stops: also time real lengths
+            texts = [r["text"] for r in data.read_jsonl(args.corpus)[:2000]]
+            lengths = bench.continuation_lengths(tok, texts, n_tokens, s.generation.max_new_tokens)
+            result["imdb_mean_continuation_tokens"] = sum(lengths) / len(lengths)
+        for path, speed in (("plain", config.SpeedParams()), ("fast", s.speed)):
+            result[path] = bench.study_timings(
+                policy,
+                reward,
+                train,
+                test,
+                s,
+                speed,
+                seed=params.seed,
+                train_steps=args.train_steps,
+                study=study,
+                work_dir=f"{work}/{path}",
+                lengths=lengths,
+                n_reference=args.n_reference if path == "plain" else 0,
+                profile_dir=f"{args.profile}/{path}" if args.profile else None,
+            )
+            print(json.dumps(result[path], indent=1), flush=True)
+    result["speedup"] = bench.speedups(result["plain"], result["fast"])
+    print(json.dumps(result["speedup"], indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
@@ -318,8 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default="dvc_plots_offline")
     bs = sub.add_parser("bench-study", help="time every stage on a slice; project the study")
     bs.add_argument("--params", default="params.yaml")
-    bs.add_argument("--policy", required=True, help="policy model directory")
-    bs.add_argument("--reward", required=True, help="reward model directory")
+    bs.add_argument("--policy", default="models/sft", help="policy model directory")
+    bs.add_argument("--reward", default="models/reward", help="reward model directory")
+    bs.add_argument(
+        "--random-init",
+        action="store_true",
+        help="build GPT-2 small and DistilBERT base at random weights instead (no Hub, no models)",
+    )
+    bs.add_argument("--corpus", default="data/reviews/train.jsonl", help="--random-init tokenizers")
+    bs.add_argument("--tiny", action="store_true", help="--random-init: tiny models (CPU tests)")
+    bs.add_argument("--grid", default="grid.yaml", help="its methods are the study's")
     bs.add_argument("--prompts", default="data/prompts/train.jsonl")
     bs.add_argument("--test-prompts", default="data/prompts/test.jsonl")
     bs.add_argument("--n-train", type=int, default=128, help="train prompts sampled")
@@ -328,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     bs.add_argument("--train-steps", type=int, default=100)
     bs.add_argument("--study-steps", type=int, default=7000, help="steps per method, projected")
     bs.add_argument("--out", help="also write the result here (JSON)")
-    bs.add_argument("--profile", metavar="DIR", help="also profile 5 training steps, into DIR")
+    bs.add_argument("--profile", metavar="DIR", help="also profile 5 training steps of each path")
     b = sub.add_parser("bench-sampling", help="sampling tokens/s: ours vs the reference loop")
     b.add_argument("--params", default="params.yaml")
     b.add_argument("--policy", default="models/sft")

@@ -8,8 +8,10 @@ MLflow.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from prefdiv import diversity, rewards, sampling
-from prefdiv.config import GenerationParams
+from prefdiv.config import GenerationParams, SpeedParams
 
 LABELS = {0: "negative", 1: "positive"}
 
@@ -41,36 +43,102 @@ HEADLINE = {
 
 
 @torch.no_grad()
-def sequence_stats(policy, reference, prompt_ids, responses, *, temperature: float):
-    """(predictive entropy, KL estimate) for the responses of one prompt.
+def sequence_stats(policy, reference, items, *, temperature: float, rows: int = 0):
+    """[(predictive entropy, KL estimate)] of each item = (prompt ids, [response ids, …]).
 
     - predictive entropy: entropy (nats) of the policy's full next-token distribution at the
-      sampling `temperature`, averaged over all generated positions of the prompt's responses
+      sampling `temperature`, averaged over all generated positions of the item's responses
       (f-DPO paper's diversity measure);
     - KL: mean over responses of Σ_t [log π(y_t) − log π_ref(y_t)] over response tokens (EOS
       excluded), a Monte-Carlo estimate of KL(π‖π_ref) from the policy's own samples (the DPO
       paper's frontier x-axis). Exactly 0 when π = π_ref.
+
+    `rows` = 0: one forward per item (its responses), in float32. `rows` > 0: forwards of up to
+    `rows` sequences across items, sorted by length, under bf16 autocast on a GPU (as sampling
+    and training run); the same sums, regrouped.
     """
-    n_prompt, length = len(prompt_ids), max(len(r) for r in responses)
-    dev = policy.device  # everything stays on the model's device; only two scalars come back
-    ids = torch.tensor([prompt_ids + r + [0] * (length - len(r)) for r in responses], device=dev)
-    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in responses], device=dev)
-    # Right padding is fine here: a causal model's real positions never attend to later pads.
-    attention = torch.cat([torch.ones_like(ids[:, :n_prompt]), mask], 1)
-    targets = ids[:, n_prompt:].unsqueeze(-1)
-    window = slice(n_prompt - 1, n_prompt - 1 + length)  # logits that predict response tokens
+    seqs = [
+        (i, prompt + r, len(prompt), len(r)) for i, (prompt, rs) in enumerate(items) for r in rs
+    ]
+    if rows:
+        seqs.sort(key=lambda s: len(s[1]))
+        chunks = [seqs[at : at + rows] for at in range(0, len(seqs), rows)]
+    else:
+        chunks = [[s for s in seqs if s[0] == i] for i in range(len(items))]
+    kl, ent, count = (np.zeros(len(items)) for _ in range(3))
+    on_gpu = policy.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(rows) and on_gpu):
+        for chunk in filter(None, chunks):
+            row_kl, row_ent, row_count = _token_sums(policy, reference, chunk, temperature)
+            for (i, *_), a, b, c in zip(chunk, row_kl, row_ent, row_count, strict=True):
+                kl[i], ent[i], count[i] = kl[i] + a, ent[i] + b, count[i] + c
+    n_resp = np.array([len(rs) for _, rs in items])
+    return [(float(e / c), float(k / n)) for k, e, c, n in zip(kl, ent, count, n_resp, strict=True)]
+
+
+def _token_sums(policy, reference, chunk, temperature: float):
+    """Per sequence (index, prompt + response ids, prompt length, response length): the summed
+    log-ratio over response tokens, the summed predictive entropy, and the token count."""
+    dev = policy.device  # everything stays on the model's device; three rows of sums come back
+    length = max(len(ids) for _, ids, _, _ in chunk)
+    # Right padding with no attention mask: a causal model's real positions never see later pads.
+    ids = torch.tensor([s + [0] * (length - len(s)) for _, s, _, _ in chunk], device=dev)
+    pos = torch.arange(length - 1, device=dev)
+    start = torch.tensor([p - 1 for _, _, p, _ in chunk], device=dev)[:, None]
+    stop = start + torch.tensor([r for _, _, _, r in chunk], device=dev)[:, None]
+    mask = ((pos >= start) & (pos < stop)).float()  # logits at t predict token t + 1
+    targets = ids[:, 1:, None]
 
     def logits(model):
-        return model(input_ids=ids, attention_mask=attention).logits[:, window].float()
+        return model(input_ids=ids).logits[:, :-1].float()
 
     pol = logits(policy)
-    ref = pol if reference is policy else logits(reference)
     logp = F.log_softmax(pol, -1).gather(-1, targets).squeeze(-1)
-    ref_logp = F.log_softmax(ref, -1).gather(-1, targets).squeeze(-1)
-    kl = ((logp - ref_logp) * mask).sum(1).mean()
+    ref_logp = (
+        logp
+        if reference is policy
+        else (F.log_softmax(logits(reference), -1).gather(-1, targets).squeeze(-1))
+    )
     log_q = F.log_softmax(pol / temperature, -1)
     entropy = -(log_q.exp() * log_q).sum(-1)
-    return float((entropy * mask).sum() / mask.sum()), float(kl)
+    sums = torch.stack([((logp - ref_logp) * mask).sum(1), (entropy * mask).sum(1), mask.sum(1)])
+    return sums.double().cpu().numpy()
+
+
+def text_metrics(ids: list[list[int]], texts: list[str], vocab: int) -> dict:
+    """The CPU metrics of one prompt's kept samples: the VADER judge and the n-gram, BLEU
+    diversity. A top-level function so that a process pool can run it (`metric_workers`)."""
+    return {
+        "judge": float(rewards.vader_compound(texts).mean()),
+        "entropy": diversity.unigram_entropy(ids),
+        **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
+        "ead": diversity.ead_mean(ids, vocab),
+        "self_bleu": diversity.self_bleu(texts),
+    }
+
+
+class _TextMetrics:
+    """`text_metrics` of every prompt: computed in `workers` processes from the moment of
+    construction (while the GPU scores and runs the KL forwards), or in-process on `result()`."""
+
+    def __init__(self, kept: list[list[dict]], vocab: int, workers: int):
+        self.args = [([k["token_ids"] for k in ks], [k["text"] for k in ks]) for ks in kept]
+        self.args = [(ids, texts, vocab) for ids, texts in self.args if ids]
+        self.pool = self.futures = None
+        if workers:
+            # fork: the workers start at once with the metric code loaded (spawned ones spend
+            # seconds importing it). They never touch CUDA, as DataLoader workers don't.
+            ctx = multiprocessing.get_context("fork")
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx)
+            self.futures = [self.pool.submit(text_metrics, *a) for a in self.args]
+
+    def result(self) -> list[dict]:
+        if self.pool is None:
+            return [text_metrics(*a) for a in self.args]
+        try:
+            return [f.result() for f in self.futures]
+        finally:
+            self.pool.shutdown()
 
 
 def per_prompt(
@@ -85,37 +153,54 @@ def per_prompt(
     n: int,
     gen: GenerationParams,
     seed: int,
+    speed: SpeedParams,
     timings: dict | None = None,
+    samples: list[list[dict]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per test prompt with every metric, one row per kept sample with its reward).
 
     `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with no kept sample gets NaN
-    metrics and drops out of the averages (the kept fraction shows it). `timings`, if given,
-    receives the wall-clock seconds of each part (see :func:`_clock`), which the metrics leave
-    out so that identical runs write identical outputs.
+    metrics and drops out of the averages (the kept fraction shows it). `speed`: the fast paths
+    (`static_decode`, `eval_rows`, `metric_workers`). `timings`, if given, receives the
+    wall-clock seconds of each part (see :func:`_clock`), which the metrics leave out so that
+    identical runs write identical outputs. `samples`: the n samples of each prompt (as
+    `sampling.sample` returns them) if already drawn, else they are drawn here.
     """
     clock = defaultdict(float)
-    with _clock(clock, "sample"):
-        samples = sampling.sample(
-            policy,
-            policy_tok,
-            [p["prompt"] for p in prompts],
-            n=n,
-            gen=gen,
-            seed=seed,
-            desc="evaluate",
-        )
+    if samples is None:
+        with _clock(clock, "sample"):
+            samples = sampling.sample(
+                policy,
+                policy_tok,
+                [p["prompt"] for p in prompts],
+                n=n,
+                gen=gen,
+                seed=seed,
+                desc="evaluate",
+                static=speed.static_decode,
+            )
     kept = [sampling.keep(s, gen.min_tokens) for s in samples]
     texts = [r["text"] for k in kept for r in k]
+    text = _TextMetrics(kept, len(policy_tok), speed.metric_workers)  # starts its processes
     with _clock(clock, "reward"):
         scores = rewards.score(reward, reward_tok, texts)
-    with _clock(clock, "judge"):
-        judge = rewards.vader_compound(texts)
     # embedder=None skips the embedding metric (NaN): the GPU benchmark has no MiniLM weights.
     with _clock(clock, "embedding"):
         encode = texts and embedder is not None
         emb = embedder.encode(texts, batch_size=64, convert_to_numpy=True) if encode else None
-    vocab = len(policy_tok)
+    with _clock(clock, "kl_and_entropy"):
+        items = [
+            (policy_tok(p["prompt"])["input_ids"], [k["token_ids"] for k in ks])
+            for p, ks in zip(prompts, kept, strict=True)
+            if ks
+        ]
+        stats = iter(
+            sequence_stats(
+                policy, reference, items, temperature=gen.temperature, rows=speed.eval_rows
+            )
+        )
+    with _clock(clock, "text_metrics"):  # with workers: the wait for what the GPU work did not hide
+        per_text = iter(text.result())
     rows, sample_rows, at = [], [], 0
     for p, ks in zip(prompts, kept, strict=True):
         sl = slice(at, at + len(ks))
@@ -126,28 +211,16 @@ def per_prompt(
         row["mean_tokens"] = float(np.mean([len(i) for i in ids])) if ids else np.nan
         if ks:
             r = scores[sl]
-            with _clock(clock, "kl_and_entropy"):
-                pred_h, kl = sequence_stats(
-                    policy,
-                    reference,
-                    policy_tok(p["prompt"])["input_ids"],
-                    ids,
-                    temperature=gen.temperature,
-                )
-            with _clock(clock, "text_metrics"):
-                row |= {
-                    "reward_mean": float(r.mean()),
-                    "reward_median": float(np.median(r)),
-                    "reward_std": float(r.std()),
-                    "judge": float(judge[sl].mean()),
-                    "kl": kl,
-                    "entropy": diversity.unigram_entropy(ids),
-                    "predictive_entropy": pred_h,
-                    **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
-                    "ead": diversity.ead_mean(ids, vocab),
-                    "self_bleu": diversity.self_bleu([k["text"] for k in ks]),
-                    "embedding": np.nan if emb is None else diversity.embedding_diversity(emb[sl]),
-                }
+            pred_h, kl = next(stats)
+            row |= {
+                "reward_mean": float(r.mean()),
+                "reward_median": float(np.median(r)),
+                "reward_std": float(r.std()),
+                "kl": kl,
+                "predictive_entropy": pred_h,
+                "embedding": np.nan if emb is None else diversity.embedding_diversity(emb[sl]),
+                **next(per_text),
+            }
         rows.append(row)
         sample_rows += [
             {"prompt_id": p["prompt_id"], "label": row["label"], "reward": float(s)}
@@ -163,10 +236,11 @@ def per_prompt(
 def _clock(clock: dict, part: str):
     """Add the seconds of the block to `clock[part]`.
 
-    Parts: sample (generation), reward (classifier), judge (VADER), embedding (MiniLM),
-    kl_and_entropy (policy and reference forwards), text_metrics (n-gram and self-BLEU
-    diversity, on the CPU). Each part ends by copying its results to the host, so on a GPU the
-    wall clock is the part's own time without an explicit synchronisation.
+    Parts: sample (generation), reward (classifier), embedding (MiniLM), kl_and_entropy (policy
+    and reference forwards), text_metrics (VADER judge, n-gram and self-BLEU diversity on the
+    CPU; with `metric_workers`, only the wait for them after the GPU parts). Each part ends by
+    copying its results to the host, so on a GPU the wall clock is the part's own time without
+    an explicit synchronisation.
     """
     started = time.perf_counter()
     yield

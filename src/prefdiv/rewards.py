@@ -5,6 +5,8 @@ Identical at both scales: `lvwerra/distilbert-imdb` (paper) and the demo's own D
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -55,7 +57,14 @@ def vader_compound(texts: list[str]) -> np.ndarray:
     A lexicon-and-rules scorer (Hutto & Gilbert 2014) that ships its lexicon, so it runs
     offline. If the policy games the reward model, the reward rises while this stays flat.
     """
+    analyzer = _vader()
+    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)
+
+
+@functools.cache
+def _vader():
+    """One analyzer per process: building one reads its lexicon files (evaluation calls VADER
+    once per test prompt)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    analyzer = SentimentIntensityAnalyzer()
-    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)
+    return SentimentIntensityAnalyzer()

@@ -21,6 +21,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 from transformers import DynamicCache, NoRepeatNGramLogitsProcessor
 
+from prefdiv import decoding
 from prefdiv.config import GenerationParams
 
 # Attention kernels for decoding: every one but cuDNN (see the module docstring).
@@ -72,14 +73,7 @@ def decode(model, input_ids, attention_mask, *, gen: GenerationParams, eos_id: i
         )
         if ban is not None:
             logits = ban(ids, logits)
-        logits = logits / gen.temperature
-        if gen.top_k:
-            logits, candidates = logits.topk(min(gen.top_k, logits.shape[-1]), dim=-1)
-            choice = torch.multinomial(logits.softmax(-1), 1)
-            token = candidates.gather(-1, choice).squeeze(-1)
-        else:
-            token = torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
-        token = token.masked_fill(done, pad_id)
+        token = decoding.draw(logits, gen=gen).masked_fill(done, pad_id)
         new.append(token)
         done |= token == eos_id
         if done.all():
@@ -94,37 +88,53 @@ def decode(model, input_ids, attention_mask, *, gen: GenerationParams, eos_id: i
 
 @torch.no_grad()
 def sample(
-    model, tokenizer, prompts: list[str], *, n: int, gen: GenerationParams, seed: int, desc: str
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    n: int,
+    gen: GenerationParams,
+    seed: int,
+    desc: str,
+    static: bool = False,
 ) -> list[list[dict]]:
     """n continuations of every prompt: `[[{"text", "token_ids"}, …n], …]`, in prompt order.
 
     `token_ids` are the generated ids up to (excluding) EOS; `text` is their decoding. Nothing is
-    filtered here: see :func:`keep`.
+    filtered here: see :func:`keep`. `static`: decode GPT-2 on a static KV cache, one CUDA graph
+    per step on GPU (`prefdiv.decoding`; same distribution); other models ignore it.
     """
     assert tokenizer.padding_side == "left", "decoder-only batches must be left-padded"
     torch.manual_seed(seed)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[list[dict]] = [[] for _ in prompts]
-    eos = tokenizer.eos_token_id
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     on_gpu = model.device.type == "cuda"
+    decoder = None
+    if static and decoding.supported(model):
+        # One set of buffers (and one CUDA graph) for every batch: the longest prompt + new tokens.
+        longest = max(map(len, tokenizer(prompts)["input_ids"]))
+        rows = min(gen.batch_size, len(prompts)) * n
+        decoder = decoding.StaticDecoder(model, rows, longest + gen.max_new_tokens, gen, eos, pad)
     bar = tqdm(total=len(prompts) * n, desc=desc, unit="sample")
     for start in range(0, len(order), gen.batch_size):
         idx = order[start : start + gen.batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
         enc = {k: v.repeat_interleave(n, dim=0).to(model.device) for k, v in enc.items()}
+        # A CUDA graph must not keep autocast's cached bf16 weights (freed when the block ends).
         with (
-            torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu),
+            torch.autocast(
+                "cuda", dtype=torch.bfloat16, enabled=on_gpu, cache_enabled=decoder is None
+            ),
             sdpa_kernel(_DECODE_ATTENTION),
         ):
-            new = decode(
-                model,
-                enc["input_ids"],
-                enc["attention_mask"],
-                gen=gen,
-                eos_id=eos,
-                pad_id=tokenizer.pad_token_id,
-            ).tolist()
-        for row, ids in enumerate(new):
+            if decoder is None:
+                new = decode(
+                    model, enc["input_ids"], enc["attention_mask"], gen=gen, eos_id=eos, pad_id=pad
+                )
+            else:
+                new = decoding.run_padded(decoder, enc["input_ids"], enc["attention_mask"])
+        for row, ids in enumerate(new.tolist()):
             if eos in ids:
                 ids = ids[: ids.index(eos)]
             text = tokenizer.decode(ids, skip_special_tokens=True)

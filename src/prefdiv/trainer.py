@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
 from prefdiv import losses, models
-from prefdiv.config import TrainParams
+from prefdiv.config import SpeedParams, TrainParams
 
 WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
@@ -45,14 +45,91 @@ METRICS = (
 )
 
 
-class PreferenceTrainer(DPOTrainer):
-    """`DPOTrainer` whose loss is `losses.LOSSES[loss_name]`, with β optionally annealed."""
+def token_logps(model, input_ids, labels):
+    """(N, T − 1) log π(labels[:, t + 1] | input_ids[:, :t + 1]), 0 where the label is −100.
 
-    def __init__(self, *args, loss_name: str, loss_options: dict, beta_end=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    input_ids, labels: (N, T), right-padded (N = 2B: the B chosen sequences, then the B rejected
+    ones). No attention mask: in a causal model a real position never attends to the pads after
+    it, so attention can take its causal fast path. The LM head runs on every position and the
+    log-softmax in float32 (under torch.compile, one fused reduction over the logits), instead
+    of TRL's tiled head, whose GEMMs ran as old-generation (sm75) kernels on an H100.
+    """
+    hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
+    logits = model.get_output_embeddings()(hidden[:, :-1]).float()
+    target = labels[:, 1:]
+    logp = logits.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1) - logits.logsumexp(-1)
+    return logp.masked_fill(target == -100, 0.0)
+
+
+def add_token_logps(model, compiled: bool) -> None:
+    """`model(input_ids=…, labels=…, logps=True)` returns :func:`token_logps`, compiled with
+    torch.compile in training mode when `compiled` (validation batches, few, run it eagerly rather
+    than compile it a second time for eval mode); every other call is the original forward.
+
+    Through the model's own forward, so a DDP wrapper's hooks still run (gradient sync).
+    """
+    original = model.forward
+    compiled_fn = torch.compile(token_logps, dynamic=False) if compiled else token_logps
+
+    def forward(*args, logps=False, **kwargs):
+        if not logps:
+            return original(*args, **kwargs)
+        fn = compiled_fn if model.training else token_logps
+        return fn(model, kwargs["input_ids"], kwargs["labels"])
+
+    model.forward = forward
+
+
+class PreferenceTrainer(DPOTrainer):
+    """`DPOTrainer` whose loss is `losses.LOSSES[loss_name]`, with β optionally annealed.
+
+    `compile`: the policy's log-probs come from a torch.compile'd :func:`token_logps` and the
+    reference log-probs from the same function uncompiled (batches must then have one shape).
+    """
+
+    def __init__(
+        self, *, model, loss_name: str, loss_options: dict, beta_end=None, compile=False, **kwargs
+    ):
+        # Before TRL's __init__, which computes the reference log-probs (with the same function)
+        # and wraps the forward with its fused head; that wrapper passes `logps=True` through.
+        self.fast_logps = compile
+        if compile:
+            add_token_logps(model, compiled=True)
+        super().__init__(model=model, **kwargs)
         self.loss_fn = losses.get_loss(loss_name)
         self.loss_options = dict(loss_options)
         self.beta_end = beta_end
+        self._pending_metrics = {"train": [], "eval": []}  # per-step means, still on the device
+
+    def _logps(self, model, inputs):
+        """Summed response log-probs, (2B,): TRL's fused head, or :func:`token_logps`."""
+        kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        if self.fast_logps:
+            per_token = model(input_ids=inputs["input_ids"], labels=labels, logps=True)
+        else:
+            per_token = model(
+                **kwargs, use_cache=False, labels=labels, fused_lm_head=True
+            ).log_probs
+        seq_len = inputs["completion_mask"].size(1) - 1
+        return per_token[:, -seq_len:].sum(dim=1)
+
+    def compute_ref_log_probs(self, model, inputs):
+        if not self.fast_logps:
+            return super().compute_ref_log_probs(model, inputs)
+        with torch.no_grad(), self.accelerator.autocast():
+            return self._logps(model, inputs).chunk(2)
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        """TRL's log (the mean of each metric since the last one), with this interval's metrics
+        copied from the device first, all steps at once."""
+        mode = "train" if self.model.training else "eval"
+        pending = self._pending_metrics[mode]
+        if pending:
+            for name, values in zip(METRICS, torch.stack(pending).T.tolist(), strict=True):
+                self._metrics[mode][name].extend(values)
+            pending.clear()
+        super().log(logs, start_time)
 
     def current_beta(self) -> float:
         return losses.linear_beta(
@@ -61,12 +138,8 @@ class PreferenceTrainer(DPOTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
-        # Summed response log-probs, exactly as TRL computes them: prompt tokens carry label -100.
-        kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
-        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-        out = model(**kwargs, use_cache=False, labels=labels, fused_lm_head=True)
-        seq_len = inputs["completion_mask"].size(1) - 1
-        chosen_logps, rejected_logps = out.log_probs[:, -seq_len:].sum(dim=1).chunk(2)
+        # Summed response log-probs, as TRL computes them: prompt tokens carry label -100.
+        chosen_logps, rejected_logps = self._logps(model, inputs).chunk(2)
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
@@ -78,17 +151,17 @@ class PreferenceTrainer(DPOTrainer):
         )
         loss = per_pair.mean()
 
-        # One gather (one collective under DDP) and one device→host copy per step for all six
-        # metrics: each `.item()` would stall the CPU until the GPU caught up.
+        # The six metrics stay on the device until the next log (one gather per step, one
+        # device→host copy per logging step): a copy per step would stall the CPU until the GPU
+        # caught up, and the CPU could no longer queue the next step's work meanwhile.
         stats = torch.stack([chosen_rewards, rejected_rewards, chosen_logps, rejected_logps], 1)
         c, r, c_logp, r_logp = self.accelerator.gather_for_metrics(stats.detach().float()).T
         margins = c - r
         means = torch.stack([c, r, margins, (margins > 0).float(), c_logp, r_logp]).mean(1)
-        m = self._metrics[mode]
-        m["beta"].append(beta)
-        for name, value in zip(METRICS, means.tolist(), strict=True):
-            m[name].append(value)
-        return (loss, out) if return_outputs else loss
+        self._metrics[mode]["beta"].append(beta)
+        self._pending_metrics[mode].append(means)
+        outputs = {"chosen_logps": chosen_logps, "rejected_logps": rejected_logps}
+        return (loss, outputs) if return_outputs else loss
 
 
 def distributed_launch(num_processes: int, argv: list[str]) -> list[str] | None:
@@ -165,6 +238,7 @@ def train_policy(
     loss: str,
     beta: float,
     p: TrainParams,
+    speed: SpeedParams,
     seed: int,
     out_dir: str | Path,
     work_dir: str | Path,
@@ -184,6 +258,8 @@ def train_policy(
     `dataset_cache`: a directory that keeps the pairs' tokenisation and reference log-probs for
     the next run on the same pairs (see `to_ds` below); None recomputes them every run.
     `callbacks`: extra `transformers.TrainerCallback`s (the benchmark's profiler).
+    `speed`: `compile` (see :class:`PreferenceTrainer`), `fixed_length` (every batch padded to
+    `p.max_length`), `loader_workers` (batches collated in that many background processes).
     """
     out_dir = Path(out_dir)
     if loss == "sft":
@@ -232,9 +308,16 @@ def train_policy(
         logging_steps=p.logging_steps,
         eval_strategy="steps" if val_pairs else "no",
         eval_steps=p.eval_steps,
+        # The filter checks every step's loss for NaN/inf on the host (two syncs per step) to
+        # keep them out of the logged average; a NaN loss stays visible in the curve instead.
+        logging_nan_inf_filter=False,
         save_strategy="no",
         report_to=report_to,
-        dataloader_num_workers=0,
+        # One batch shape for a compiled policy: pad to max_length (never exceeded, see above).
+        pad_to_multiple_of=p.max_length if speed.fixed_length else None,
+        # The collator pads Python lists on the CPU; workers do it while the GPU computes.
+        dataloader_num_workers=speed.loader_workers,
+        dataloader_persistent_workers=speed.loader_workers > 0,
     )
     tokenizer = AutoTokenizer.from_pretrained(sft_dir)
     if tokenizer.pad_token is None:
@@ -252,7 +335,9 @@ def train_policy(
             path = Path(work_dir) / "pairs" / name
         else:
             digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-            path = Path(dataset_cache) / f"{name}-{digest}"
+            # The reference log-probs of the compiled path come from `token_logps`, not TRL's
+            # head: equal up to rounding, but each path keeps its own.
+            path = Path(dataset_cache) / f"{name}-{digest}{'-token-logps' if speed.compile else ''}"
         if state.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
@@ -273,6 +358,7 @@ def train_policy(
         loss_name=loss,
         loss_options=loss_options or {},
         beta_end=beta_end,
+        compile=speed.compile,
         callbacks=callbacks,
     )
     set_up = time.perf_counter()
