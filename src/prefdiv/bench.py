@@ -160,6 +160,7 @@ def paper_throughput(
             n=s.evaluate.n,
             gen=gen,
             seed=seed,
+            entropy_tokens=s.evaluate.entropy_tokens,
             timings=parts,
         )
     )

@@ -30,6 +30,7 @@ HEADLINE = {
     "judge": "judge/vader_compound",
     "kl": "kl/sequence",
     "entropy": "diversity/entropy_unigram",
+    "entropy_fair": "diversity/entropy_unigram_fair",
     "predictive_entropy": "diversity/predictive_entropy",
     "distinct_1": "diversity/distinct_1",
     "distinct_2": "diversity/distinct_2",
@@ -85,6 +86,7 @@ def per_prompt(
     n: int,
     gen: GenerationParams,
     seed: int,
+    entropy_tokens: int,
     timings: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per test prompt with every metric, one row per kept sample with its reward).
@@ -92,7 +94,8 @@ def per_prompt(
     `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with no kept sample gets NaN
     metrics and drops out of the averages (the kept fraction shows it). `timings`, if given,
     receives the wall-clock seconds of each part (see :func:`_clock`), which the metrics leave
-    out so that identical runs write identical outputs.
+    out so that identical runs write identical outputs. `entropy_tokens`: each kept sample's
+    token budget in the length-fair entropy (:func:`diversity.unigram_entropy_fair`).
     """
     clock = defaultdict(float)
     with _clock(clock, "sample"):
@@ -142,6 +145,7 @@ def per_prompt(
                     "judge": float(judge[sl].mean()),
                     "kl": kl,
                     "entropy": diversity.unigram_entropy(ids),
+                    "entropy_fair": diversity.unigram_entropy_fair(ids, entropy_tokens),
                     "predictive_entropy": pred_h,
                     **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
                     "ead": diversity.ead_mean(ids, vocab),
