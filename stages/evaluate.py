@@ -35,7 +35,8 @@ def main() -> None:
         prompts,
         n=s.evaluate.n,
         gen=s.generation,
-        seed=params.seed,
+        seed=config.replicate_seed(params.seed, params.train_seed),  # sampling
+        entropy_tokens=s.evaluate.entropy_tokens,
         speed=s.speed,
         timings=timings,
     )
@@ -47,7 +48,7 @@ def main() -> None:
     data.write_csv(args.per_sample, per_sample)
 
     run_id = tracking.find_run(tracking.fingerprint(args.policy))
-    tags = {"loss": params.loss, "beta": params.beta, "scale": params.scale}
+    tags = {k: getattr(params, k) for k in ("loss", "beta", "seed", "train_seed", "scale")}
     with tracking.run(tags={**tags, "evaluate.n": s.evaluate.n}, params={}, run_id=run_id):
         tracking.log_metrics(metrics)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=1))

@@ -28,7 +28,7 @@ def main() -> None:
         return
     main_process = trainer.accelerator_state().is_main_process
     tags = {k: getattr(params, k) for k in (*config.EXPERIMENT_KEYS, "scale")}
-    hparams = {"seed": params.seed, **{f"train.{k}": v for k, v in vars(p).items()}}
+    hparams = {f"train.{k}": v for k, v in vars(p).items()}  # tags hold seed and train_seed
     timings: dict = {}
     with tracking.run(tags=tags, params={**tags, **hparams}, active=main_process) as run_id:
         with trainer.work_dir() as work:
@@ -42,7 +42,7 @@ def main() -> None:
                 loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
                 p=p,
                 speed=params.active.speed,
-                seed=params.seed,
+                seed=config.replicate_seed(params.seed, params.train_seed),
                 out_dir=args.out,
                 work_dir=work,
                 dataset_cache=tracking.repo_root() / args.dataset_cache,  # shared by queued exps

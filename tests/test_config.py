@@ -53,6 +53,14 @@ def _error(raw, path, value):
         ("paper.speed.compile", "yes", ["paper.speed.compile", "'yes'", "bool"]),
         ("demo.speed.eval_rows", -1, ["demo.speed.eval_rows", "-1", "≥ 0"]),
         ("paper.speed.fixed_length", False, ["paper.speed.compile", "fixed_length", "recompiles"]),
+        ("train_seed", -1, ["train_seed", "-1", "≥ 0"]),
+        ("train_seed", 1.5, ["train_seed", "1.5", "int"]),
+        ("demo.evaluate.entropy_tokens", 0, ["demo.evaluate.entropy_tokens", "0", "> 0"]),
+        (
+            "paper.evaluate.entropy_tokens",
+            11,
+            ["paper.evaluate.entropy_tokens = 11", "≤ generation.min_tokens = 10", "exactly"],
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(raw, path, value, must_say):
@@ -132,3 +140,19 @@ def test_loss_options_are_range_checked(raw, change, must_say):
 )
 def test_grid_configurations_are_accepted(raw, change):
     assert config.validate({**raw, **change}).loss == change["loss"]
+
+
+def test_train_seed_defaults_to_zero(raw):
+    assert config.validate(raw).train_seed == 0
+    del raw["train_seed"]
+    assert config.validate(raw).train_seed == 0
+
+
+def test_replicate_seed_is_seed_alone_for_train_seed_zero():
+    # train_seed 0 must leave every output of a run without replicates as it was
+    assert [config.replicate_seed(s, 0) for s in (0, 1, 7)] == [0, 1, 7]
+    mixed = {(s, t): config.replicate_seed(s, t) for s in range(4) for t in range(1, 4)}
+    assert len(set(mixed.values())) == len(mixed)  # every (seed, train_seed) its own stream
+    assert set(mixed.values()).isdisjoint(range(4))  # … and none a plain seed's
+    assert all(0 <= v < 2**32 for v in mixed.values())  # numpy.random.seed's range
+    assert config.replicate_seed(1, 2) == mixed[1, 2]  # deterministic

@@ -15,6 +15,19 @@ def test_unigram_entropy_hand_computed():
     assert math.isnan(diversity.unigram_entropy([]))
 
 
+def test_fair_entropy_reads_only_each_samples_first_tokens():
+    short = [[1, 2, 3], [1, 4, 5]]
+    longer = [[1, 2, 3, 9, 9, 9, 9], [1, 4, 5, 6, 7, 8]]  # differs only beyond 3 tokens
+    assert diversity.unigram_entropy(longer) > diversity.unigram_entropy(short)
+    assert diversity.unigram_entropy_fair(longer, 3) == diversity.unigram_entropy(short)
+    assert diversity.unigram_entropy_fair(short, 3) == diversity.unigram_entropy(short)
+    within = [[1, 2, 3], [6, 4, 5]]  # differs within the budget
+    assert diversity.unigram_entropy_fair(within, 3) != diversity.unigram_entropy_fair(short, 3)
+    # pooled over the samples, as the unfair metric: 1,2,1,4 → p = (1/2, 1/4, 1/4)
+    expected = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert diversity.unigram_entropy_fair(longer, 2) == pytest.approx(expected)
+
+
 def test_bootstrap_ci_covers_mean_and_is_seeded():
     x = np.random.default_rng(1).normal(2.0, 1.0, size=200)
     lo, hi = diversity.bootstrap_ci(x, n_resamples=500, seed=0)

@@ -51,7 +51,7 @@ TINY = {
     "train": dict(
         max_steps=2, batch_size=4, warmup_steps=0, max_length=32, logging_steps=1, eval_steps=1
     ),
-    "evaluate": dict(n=3, bootstrap=50),
+    "evaluate": dict(n=3, bootstrap=50, entropy_tokens=1),  # ≤ generation.min_tokens
 }
 
 
@@ -74,6 +74,18 @@ def set_params(repo, **changes):
 
 def would_run(repo):
     return set(re.findall(r"Running stage '(\w+)'", run(["dvc", "repro", "--dry"], repo)))
+
+
+def exp_ref(repo, env, name):
+    """The git ref of experiment `name` of the repository's HEAD."""
+    head = run(["git", "rev-parse", "HEAD"], repo, env).strip()
+    return f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+
+
+def out_md5(lock_text, stage, path):
+    """The hash `dvc.lock` (text) records for output `path` of `stage`."""
+    (out,) = [o for o in yaml.safe_load(lock_text)["stages"][stage]["outs"] if o["path"] == path]
+    return out["md5"]
 
 
 def copy_project(repo):
@@ -115,8 +127,15 @@ def repo(tmp_path_factory):
 def test_repro_writes_finite_metrics_and_is_then_up_to_date(repo):
     repo, env = repo
     metrics = json.loads((repo / "metrics" / "eval.json").read_text())
-    for key in ["reward/mean", "diversity/entropy_unigram", "length/mean_tokens", "kept_fraction"]:
+    for key in [
+        "reward/mean",
+        "diversity/entropy_unigram",
+        "diversity/entropy_unigram_fair",
+        "length/mean_tokens",
+        "kept_fraction",
+    ]:
         assert math.isfinite(metrics[key]), key
+    assert "entropy_fair" in (repo / "plots" / "eval_prompts.csv").read_text().splitlines()[0]
     for name in ["sft", "reward", "pairs", "train"]:
         assert (repo / "metrics" / f"{name}.json").exists()
     pairs = json.loads((repo / "metrics" / "pairs.json").read_text())
@@ -133,6 +152,7 @@ def test_mlflow_run_has_training_and_evaluation_metrics(repo):
     (exp,) = [e for e in client.search_experiments() if e.name == "prefdiv"]
     (r,) = client.search_runs([exp.experiment_id])
     assert r.data.tags["loss"] == "sigmoid" and "git_commit" in r.data.tags
+    assert r.data.tags["seed"] == r.data.tags["train_seed"] == "0"
     assert "reward/mean" in r.data.metrics and "rewards/margins" in r.data.metrics
 
 
@@ -151,6 +171,8 @@ def test_mlflow_run_has_training_and_evaluation_metrics(repo):
         ({"demo__speed__static_decode": True}, {"sample", "evaluate"}),
         ({"demo__speed__loader_workers": 1}, {"train"}),
         ({"demo__speed__eval_rows": 16}, {"evaluate"}),
+        ({"train_seed": 1}, {"train", "evaluate"}),  # a replicate on the same data and pairs
+        ({"seed": 1}, {"prompts", "sft", "reward", "sample", "pairs", "train", "evaluate"}),
     ],
 )
 def test_params_rerun_only_the_stages_that_read_them(repo, change, expected):
@@ -161,6 +183,27 @@ def test_params_rerun_only_the_stages_that_read_them(repo, change, expected):
         assert would_run(repo) == expected
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+def test_train_seed_replicates_training_on_the_same_pairs(repo):
+    repo, env = repo
+    for name, train_seed in [("tiny-t0", 0), ("tiny-t1", 1)]:
+        # -f --downstream train: train and evaluate run again, not restored from the run cache
+        cmd = ["dvc", "exp", "run", "--temp", "-f", "--downstream", "train", "-n", name]
+        run([*cmd, "-S", f"train_seed={train_seed}"], repo, env)
+    files = ["metrics/eval.json", "metrics/train.json", "plots/eval_prompts.csv"]
+    base, t0, t1 = (
+        {p: run(["git", "show", f"{rev}:{p}"], repo, env) for p in ["dvc.lock", *files]}
+        for rev in ("HEAD", *(exp_ref(repo, env, n) for n in ("tiny-t0", "tiny-t1")))
+    )
+    # the same seed and train_seed again: bit-identical policy, metrics and plots
+    assert yaml.safe_load(t0["dvc.lock"]) == yaml.safe_load(base["dvc.lock"])
+    assert all(t0[p] == base[p] for p in files)
+    for stage, path in [("pairs", "data/pairs/train.jsonl"), ("sft", "models/sft")]:
+        assert out_md5(t1["dvc.lock"], stage, path) == out_md5(base["dvc.lock"], stage, path)
+    policy = [out_md5(f["dvc.lock"], "train", "models/policy") for f in (base, t1)]
+    assert policy[0] != policy[1]  # another train_seed: other weights from the same pairs
+    assert t1["metrics/eval.json"] != base["metrics/eval.json"]
 
 
 def test_experiment_then_plots_diff_renders_html(repo):
@@ -174,24 +217,47 @@ def test_experiment_then_plots_diff_renders_html(repo):
     assert "reward_vs_entropy" in html or "reward" in html
 
 
-def test_grid_queues_runs_reports_failures_and_tabulates(repo):
+def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
     repo, env = repo
     (repo / "grid.yaml").write_text(
+        "seeds: [0]\n"  # --seeds overrides it
         "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
         "experiments:\n"
         "  g-hinge: {loss: hinge}\n"
         "  g-bad: {loss: alpha, alpha: 1.5}\n"  # rejected by params validation in the queue
     )
     out = subprocess.run(
-        ["prefdiv", "grid"], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+        ["prefdiv", "grid", "--seeds", "1"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "FAILED: g-bad" in out.stderr and "FAILED: g-hinge" not in out.stderr
-    assert "1/2 experiments succeeded" in out.stdout
-    table = run(["prefdiv", "table"], repo, env)
-    (hinge,) = [line for line in table.splitlines() if line.startswith("| g-hinge ")]
-    assert "| hinge | 0.1 |" in hinge and "[" in hinge
-    assert "not run / failed" in next(ln for ln in table.splitlines() if "g-bad" in ln)
+    assert "1/2 experiments succeeded" in out.stdout, out.stdout + out.stderr
+    assert [ln for ln in out.stderr.splitlines() if ln.startswith("FAILED")] == [
+        "FAILED: g-bad seed 1: g-bad-s1  (see `dvc queue logs g-bad-s1`)"
+    ]
+    lock = run(["git", "show", f"{exp_ref(repo, env, 'g-hinge-s1')}:dvc.lock"], repo, env)
+    base = run(["git", "show", "HEAD:dvc.lock"], repo, env)
+    assert yaml.safe_load(lock)["stages"]["prompts"]["params"]["params.yaml"]["seed"] == 1
+    # another seed: other data, models and pairs
+    for stage, path in [
+        ("prompts", "data/prompts/train.jsonl"),
+        ("sft", "models/sft"),
+        ("pairs", "data/pairs/train.jsonl"),
+    ]:
+        assert out_md5(lock, stage, path) != out_md5(base, stage, path)
+    # The seed's first configuration ran its upstream stages; the second, in its own copy of the
+    # repository, restored them from DVC's run cache (and then failed in train, as it should).
+    first, second = (
+        run(["dvc", "queue", "logs", n], repo, env) for n in ("g-hinge-s1", "g-bad-s1")
+    )
+    upstream = ("prompts", "sft", "reward", "sample", "score", "pairs")
+    assert all(f"Running stage '{stage}'" in first for stage in upstream), first
+    assert not any(f"Running stage '{stage}'" in second for stage in upstream), second
+    assert "Running stage 'train'" in second and "alpha = 1.5 is not allowed" in second
 
 
 def test_compare_and_offline_render(repo):

@@ -239,7 +239,8 @@ def train_and_evaluate(
     _, t = _timed(
         lambda: evaluation.per_prompt(
             model, tok, model, reward, reward_tok, None, test_prompts, n=s.evaluate.n,
-            gen=s.generation, seed=seed, speed=speed, timings=parts, samples=test_samples,
+            gen=s.generation, seed=seed, entropy_tokens=s.evaluate.entropy_tokens, speed=speed,
+            timings=parts, samples=test_samples,
         )
     )  # fmt: skip
     out["evaluate_parts_s_per_prompt"] = {k: v / len(test_prompts) for k, v in parts.items()}

@@ -1,7 +1,8 @@
 """`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
 
-    prefdiv grid    [--grid grid.yaml] [--jobs 1 | --gpus 0,1] [--set scale=paper] [--queue-only]
-                                                    queue every configuration, run them, report
+    prefdiv grid    [--grid grid.yaml] [--seeds 0,1,2] [--train-seeds 0] [--jobs 1 | --gpus 0,1]
+                    [--set scale=paper] [--queue-only]
+                                    queue every configuration once per seed, run them, report
     prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown)
     prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
@@ -31,8 +32,12 @@ from prefdiv.config import EXPERIMENT_KEYS as KEYS
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+# An experiment of the grid: configuration name, seed, and the train seed when one was asked for.
+_REPLICATE = re.compile(r"(?P<config>.+)-s(?P<seed>\d+)(?:-t(?P<train_seed>\d+))?")
+
+
 def load_grid(path: str | Path) -> dict[str, dict]:
-    """name → full experiment-key settings (defaults filled in)."""
+    """Configuration name → its experiment-key settings (defaults filled in; no seeds)."""
     spec = yaml.safe_load(Path(path).read_text())
     return {
         name: {**spec.get("defaults", {}), **overrides}
@@ -40,17 +45,85 @@ def load_grid(path: str | Path) -> dict[str, dict]:
     }
 
 
+def check_seeds(values) -> list[int]:
+    """`values` (ints, or their decimal strings) as seeds: each an integer ≥ 0, none repeated.
+
+    Raises ValueError naming the first bad value.
+    """
+    seeds: list[int] = []
+    for v in values:
+        text = str(v).strip()
+        if isinstance(v, bool) or not re.fullmatch(r"-?\d+", text):
+            raise ValueError(f"{v!r} is not an integer; seeds are integers ≥ 0, e.g. 0,1,2")
+        seed = int(text)
+        if seed < 0:
+            raise ValueError(f"{seed} is negative; seeds are integers ≥ 0, e.g. 0,1,2")
+        if seed in seeds:
+            raise ValueError(f"{seed} is given twice; each seed runs once")
+        seeds.append(seed)
+    if not seeds:
+        raise ValueError("no seed given, e.g. 0,1,2")
+    return seeds
+
+
+def grid_seeds(path: str | Path) -> list[int]:
+    """The study's seeds: `seeds` of the grid file ([0] when it has none)."""
+    spec = yaml.safe_load(Path(path).read_text())
+    try:
+        return check_seeds(spec.get("seeds", [0]))
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"{path}: seeds: {e}") from None
+
+
+def replicate_name(config: str, seed: int, train_seed: int | None = None) -> str:
+    """`<config>-s<seed>`, or `<config>-s<seed>-t<train_seed>` when train seeds are named."""
+    return f"{config}-s{seed}" + ("" if train_seed is None else f"-t{train_seed}")
+
+
+def split_name(name: str) -> tuple[str, int, int] | None:
+    """(configuration, seed, train seed) of an experiment named by :func:`replicate_name`; the
+    train seed is 0 when the name has none. None for any other name."""
+    m = _REPLICATE.fullmatch(name)
+    if m is None:
+        return None
+    return m["config"], int(m["seed"]), int(m["train_seed"] or 0)
+
+
+def replicates(grid: dict[str, dict], seeds=(0,), train_seeds=(0,)) -> dict[str, dict]:
+    """Experiment name → settings: every configuration once per seed and train seed, with both
+    seeds set. Names carry the train seed only when more than one, or a nonzero one, is asked.
+
+    Ordered by configuration, then seed: the first experiments of a queue are one configuration
+    at every seed, so parallel workers start by computing each seed's upstream stages once;
+    every later configuration of a seed finds them in DVC's run cache.
+    """
+    named = len(train_seeds) > 1 or any(train_seeds)
+    return {
+        replicate_name(config, seed, t if named else None): {
+            **settings,
+            "seed": seed,
+            "train_seed": t,
+        }
+        for config, settings in grid.items()
+        for seed in seeds
+        for t in train_seeds
+    }
+
+
 def _value(v) -> str:
     return "null" if v is None else str(v)
 
 
-def queue_commands(grid: dict[str, dict], extra: list[str] = ()) -> list[list[str]]:
-    """One `dvc exp run --queue` per experiment, every key set (a plain `-S` would persist).
+def queue_commands(
+    grid: dict[str, dict], extra: list[str] = (), seeds=(0,), train_seeds=(0,)
+) -> list[list[str]]:
+    """One `dvc exp run --queue` per replicate (:func:`replicates`), every experiment key set,
+    `seed` and `train_seed` included (a plain `-S` would persist in the workspace).
 
     `extra`: more `KEY=VALUE` settings for every experiment, e.g. `scale=paper`.
     """
     cmds = []
-    for name, settings in grid.items():
+    for name, settings in replicates(grid, seeds, train_seeds).items():
         cmd = ["dvc", "exp", "run", "--queue", "-n", name]
         for key in KEYS:
             if key in settings:
@@ -128,27 +201,58 @@ def wait_for_queue(poll: float = 5) -> None:
         time.sleep(poll)
 
 
+def failure_report(names: list[str], failed: set[str]) -> list[str]:
+    """Lines naming the `failed` experiments among `names` (grid order), one per configuration
+    and seed, and a line for each seed at which every configuration failed (its shared upstream
+    stages are then the likely cause)."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for name in names:
+        config, seed, _ = split_name(name)
+        groups.setdefault((config, seed), []).append(name)
+    lines = []
+    for (config, seed), members in groups.items():
+        bad = [n for n in members if n in failed]
+        if bad:
+            lines.append(
+                f"FAILED: {config} seed {seed}: {', '.join(bad)}  (see `dvc queue logs {bad[0]}`)"
+            )
+    configs = {config for config, _ in groups}
+    for seed in sorted({seed for _, seed in groups}):
+        seed_names = [n for (_, s), members in groups.items() if s == seed for n in members]
+        if len(configs) > 1 and set(seed_names) <= failed:
+            lines.append(
+                f"FAILED: seed {seed}: every configuration; look first at the upstream stages "
+                "(prompts … pairs) they share"
+            )
+    return lines
+
+
 def run_grid(
     grid_path: str,
     jobs: int,
     extra: list[str] = (),
     queue_only: bool = False,
     gpus: list[str] | None = None,
+    seeds: list[int] | None = None,
+    train_seeds: list[int] = (0,),
 ) -> int:
-    """Queue the grid's experiments, run them (`jobs` workers, or one per GPU), report failures."""
+    """Queue every configuration of the grid once per seed (default: the grid file's `seeds`)
+    and train seed, run them (`jobs` workers, or one per GPU), report failures."""
     grid = load_grid(grid_path)
+    seeds = grid_seeds(grid_path) if seeds is None else seeds
+    names = list(replicates(grid, seeds, train_seeds))
     start = time.time()
     # Re-running the grid replaces its experiments (`exp run -f` would also force every stage);
     # old failed tasks would otherwise still be listed as failures of this run.
     _dvc("queue", "remove", "--failed")
-    stale = sorted(set(grid) & set(experiments()))
+    stale = sorted(set(names) & set(experiments()))
     if stale:
         _dvc("exp", "remove", *stale)
-    for cmd in queue_commands(grid, extra):
+    for cmd in queue_commands(grid, extra, seeds, train_seeds):
         print("+", " ".join(cmd), flush=True)
         _dvc(*cmd[1:])
     if queue_only:
-        print(f"queued {len(grid)} experiments; run them with `dvc queue start -j N`")
+        print(f"queued {len(names)} experiments; run them with `dvc queue start -j N`")
         return 0
     if gpus:
         start_gpu_workers(gpus)
@@ -157,12 +261,14 @@ def run_grid(
         subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
     minutes = (time.time() - start) / 60
     exps = experiments()
-    failed = failed_in_queue() & set(grid)
-    missing = [n for n in grid if n not in exps or "metrics/eval.json" not in exps[n]["metrics"]]
-    failed |= {n for n in grid if exps.get(n, {}).get("state") == "failed"} | set(missing)
-    print(f"grid: {len(grid) - len(failed)}/{len(grid)} experiments succeeded in {minutes:.1f} min")
-    for name in sorted(failed):
-        print(f"FAILED: {name}  (see `dvc queue logs {name}`)", file=sys.stderr)
+    failed = failed_in_queue() & set(names)
+    missing = [n for n in names if n not in exps or "metrics/eval.json" not in exps[n]["metrics"]]
+    failed |= {n for n in names if exps.get(n, {}).get("state") == "failed"} | set(missing)
+    print(
+        f"grid: {len(names) - len(failed)}/{len(names)} experiments succeeded in {minutes:.1f} min"
+    )
+    for line in failure_report(names, failed):
+        print(line, file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -292,11 +398,34 @@ def bench_study(args) -> int:
     return 0
 
 
+def _seeds_arg(text: str) -> list[int]:
+    """argparse type of `--seeds 0,1,2`: a bad value becomes one error line naming it."""
+    try:
+        return check_seeds(text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grid", help="queue and run the experiment grid; report failures")
     g.add_argument("--grid", default="grid.yaml")
+    g.add_argument(
+        "--seeds",
+        type=_seeds_arg,
+        metavar="0,1,2",
+        help="run every configuration once per seed, named <name>-s<seed> (default: the grid "
+        "file's `seeds`)",
+    )
+    g.add_argument(
+        "--train-seeds",
+        type=_seeds_arg,
+        default=[0],
+        metavar="0,1",
+        help="also once per train seed (train + evaluate only), named <name>-s<seed>-t<t> "
+        "(default: 0, not named)",
+    )
     workers = g.add_mutually_exclusive_group()
     workers.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
     workers.add_argument(
@@ -358,13 +487,30 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--policy", default="models/sft")
     b.add_argument("--prompts", default="data/prompts/train.jsonl")
     b.add_argument("--n-prompts", type=int, default=128)
-    args = ap.parse_args(argv)
+    # argparse takes a value such as `-1,2` for an option and says only "expected one argument";
+    # passed as `--seeds=-1,2` it reaches the seeds check, whose message names the bad seed.
+    joined: list[str] = []
+    for a in sys.argv[1:] if argv is None else argv:
+        if joined and joined[-1] in ("--seeds", "--train-seeds") and re.match(r"-\d", a):
+            joined[-1] += f"={a}"
+        else:
+            joined.append(a)
+    args = ap.parse_args(joined)
     if args.cmd == "bench-sampling":
         return bench_sampling(args)
     if args.cmd == "bench-study":
         return bench_study(args)
     if args.cmd == "grid":
-        return run_grid(args.grid, args.jobs, args.set, args.queue_only, args.gpus)
+        for setting in args.set:
+            key = setting.split("=", 1)[0]
+            if key in KEYS:  # the grid sets it per experiment; a --set would override them all
+                g.error(
+                    f"--set {setting}: {key} is set per experiment by the grid "
+                    "(seeds: --seeds, train seeds: --train-seeds)"
+                )
+        return run_grid(
+            args.grid, args.jobs, args.set, args.queue_only, args.gpus, args.seeds, args.train_seeds
+        )
     if args.cmd == "compare":
         print(f"wrote {compare.report(experiments(args.rev), args.out, args.reference)}")
         return 0

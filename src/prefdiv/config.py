@@ -22,8 +22,10 @@ SCALES = ("demo", "paper")
 ALLOW_CPU = "PREFDIV_ALLOW_CPU"
 # `sft` = no preference training; every other name is a key of prefdiv.losses.LOSSES.
 NO_TRAINING = "sft"
-# The top-level keys an experiment sets (`dvc exp run -S loss=… -S beta=…`, grid.yaml).
-EXPERIMENT_KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha")
+# The top-level keys an experiment sets (`dvc exp run -S loss=… -S beta=…`, grid.yaml). The seeds
+# are among them so that `prefdiv grid` sets them explicitly for every experiment: a value left in
+# the workspace by an earlier `dvc exp run -S seed=…` would otherwise leak into the grid.
+EXPERIMENT_KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha", "seed", "train_seed")
 
 
 class ParamsError(ValueError):
@@ -125,6 +127,8 @@ class TrainParams:
 class EvaluateParams:
     n: int = _spec(gt=0)  # samples per test prompt
     bootstrap: int = _spec(gt=0)  # bootstrap resamples over prompts for the 95 % CI
+    # length-fair unigram entropy: first this many tokens of each kept sample (≤ min_tokens)
+    entropy_tokens: int = _spec(gt=0)
 
 
 @dataclass(frozen=True)
@@ -169,10 +173,11 @@ class PaperScale(ScaleParams):
     reward: PretrainedParams
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # kw_only: a defaulted key (train_seed) may sit anywhere
 class Params:
     scale: str = _spec(choices=SCALES)
     seed: int = _spec(ge=0)
+    train_seed: int = _spec(ge=0, default=0)  # replicate of training + evaluation sampling
     loss: str = _spec()
     beta: float = _spec()
     beta_end: float | None = _spec(gt=0)
@@ -310,6 +315,35 @@ def _check_speed(params: Params) -> None:
             )
 
 
+def _check_entropy_tokens(params: Params) -> None:
+    """The length-fair entropy reads the first `entropy_tokens` tokens of every kept sample; a
+    kept sample has ≥ `generation.min_tokens`, so only a budget within that compares equal token
+    counts across policies (a longer budget would again favour policies that write longer)."""
+    for scale in SCALES:
+        s = getattr(params, scale)
+        if s.evaluate.entropy_tokens > s.generation.min_tokens:
+            raise ParamsError(
+                f"params.yaml: {scale}.evaluate.entropy_tokens = {s.evaluate.entropy_tokens} is "
+                f"not allowed; it must be ≤ generation.min_tokens = {s.generation.min_tokens}, so "
+                "that every kept sample contributes exactly entropy_tokens tokens"
+            )
+
+
+def replicate_seed(seed: int, train_seed: int) -> int:
+    """The seed of training order, dropout and evaluation sampling for one replicate.
+
+    `train_seed` = 0 gives `seed` itself, so every output of a run without replicates stays what
+    it was before `train_seed` existed. Otherwise the two are mixed by numpy's `SeedSequence`
+    (a hash, so nearby pairs such as (0, 1) and (1, 0) give unrelated streams) into [0, 2³²),
+    the range every seeded library accepts (`numpy.random.seed` allows no more).
+    """
+    if train_seed == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, train_seed]).generate_state(1)[0])
+
+
 def validate(data: dict) -> Params:
     """Validate a parsed `params.yaml` mapping (the whole schema, every scale block present)."""
     if isinstance(data, dict) and data.get("scale") not in SCALES:
@@ -318,6 +352,7 @@ def validate(data: dict) -> Params:
     _check_loss(params)
     _check_lengths(params)
     _check_speed(params)
+    _check_entropy_tokens(params)
     return params
 
 

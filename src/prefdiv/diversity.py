@@ -31,6 +31,19 @@ def unigram_entropy(responses: Sequence[Sequence[int]]) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def unigram_entropy_fair(responses: Sequence[Sequence[int]], tokens: int) -> float:
+    """Length-fair unigram entropy: :func:`unigram_entropy` of each response's first `tokens`.
+
+    H = −Σ_v p_v log p_v, p_v = count of v in {r[:tokens] for r in responses} / (k · tokens)
+    when each of the k responses has ≥ `tokens` tokens (the evaluation keeps only such samples:
+    `evaluate.entropy_tokens` ≤ `generation.min_tokens`). Every policy then pools the same number
+    of tokens per kept sample, so writing longer responses no longer raises the entropy; what a
+    policy writes beyond its first `tokens` tokens is not seen. A shorter response contributes
+    all of its tokens.
+    """
+    return unigram_entropy([r[:tokens] for r in responses])
+
+
 def _ngrams(responses: Sequence[Sequence], n: int) -> list[tuple]:
     # n-grams never cross a response boundary
     return [tuple(r[i : i + n]) for r in responses for i in range(len(r) - n + 1)]

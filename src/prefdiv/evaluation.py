@@ -32,6 +32,7 @@ HEADLINE = {
     "judge": "judge/vader_compound",
     "kl": "kl/sequence",
     "entropy": "diversity/entropy_unigram",
+    "entropy_fair": "diversity/entropy_unigram_fair",
     "predictive_entropy": "diversity/predictive_entropy",
     "distinct_1": "diversity/distinct_1",
     "distinct_2": "diversity/distinct_2",
@@ -105,12 +106,13 @@ def _token_sums(policy, reference, chunk, temperature: float):
     return sums.double().cpu().numpy()
 
 
-def text_metrics(ids: list[list[int]], texts: list[str], vocab: int) -> dict:
+def text_metrics(ids: list[list[int]], texts: list[str], vocab: int, entropy_tokens: int) -> dict:
     """The CPU metrics of one prompt's kept samples: the VADER judge and the n-gram, BLEU
     diversity. A top-level function so that a process pool can run it (`metric_workers`)."""
     return {
         "judge": float(rewards.vader_compound(texts).mean()),
         "entropy": diversity.unigram_entropy(ids),
+        "entropy_fair": diversity.unigram_entropy_fair(ids, entropy_tokens),
         **{f"distinct_{k}": diversity.distinct_n(ids, k) for k in (1, 2, 3)},
         "ead": diversity.ead_mean(ids, vocab),
         "self_bleu": diversity.self_bleu(texts),
@@ -121,9 +123,9 @@ class _TextMetrics:
     """`text_metrics` of every prompt: computed in `workers` processes from the moment of
     construction (while the GPU scores and runs the KL forwards), or in-process on `result()`."""
 
-    def __init__(self, kept: list[list[dict]], vocab: int, workers: int):
+    def __init__(self, kept: list[list[dict]], vocab: int, entropy_tokens: int, workers: int):
         self.args = [([k["token_ids"] for k in ks], [k["text"] for k in ks]) for ks in kept]
-        self.args = [(ids, texts, vocab) for ids, texts in self.args if ids]
+        self.args = [(ids, texts, vocab, entropy_tokens) for ids, texts in self.args if ids]
         self.pool = self.futures = None
         if workers:
             # fork: the workers start at once with the metric code loaded (spawned ones spend
@@ -153,6 +155,7 @@ def per_prompt(
     n: int,
     gen: GenerationParams,
     seed: int,
+    entropy_tokens: int,
     speed: SpeedParams,
     timings: dict | None = None,
     samples: list[list[dict]] | None = None,
@@ -160,11 +163,12 @@ def per_prompt(
     """(one row per test prompt with every metric, one row per kept sample with its reward).
 
     `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with no kept sample gets NaN
-    metrics and drops out of the averages (the kept fraction shows it). `speed`: the fast paths
-    (`static_decode`, `eval_rows`, `metric_workers`). `timings`, if given, receives the
-    wall-clock seconds of each part (see :func:`_clock`), which the metrics leave out so that
-    identical runs write identical outputs. `samples`: the n samples of each prompt (as
-    `sampling.sample` returns them) if already drawn, else they are drawn here.
+    metrics and drops out of the averages (the kept fraction shows it). `entropy_tokens`: each
+    kept sample's token budget in the length-fair entropy (:func:`diversity.unigram_entropy_fair`).
+    `speed`: the fast paths (`static_decode`, `eval_rows`, `metric_workers`). `timings`, if
+    given, receives the wall-clock seconds of each part (see :func:`_clock`), which the metrics
+    leave out so that identical runs write identical outputs. `samples`: the n samples of each
+    prompt (as `sampling.sample` returns them) if already drawn, else they are drawn here.
     """
     clock = defaultdict(float)
     if samples is None:
@@ -181,7 +185,8 @@ def per_prompt(
             )
     kept = [sampling.keep(s, gen.min_tokens) for s in samples]
     texts = [r["text"] for k in kept for r in k]
-    text = _TextMetrics(kept, len(policy_tok), speed.metric_workers)  # starts its processes
+    # starts its worker processes now, to run beside the GPU parts below
+    text = _TextMetrics(kept, len(policy_tok), entropy_tokens, speed.metric_workers)
     with _clock(clock, "reward"):
         scores = rewards.score(reward, reward_tok, texts)
     # embedder=None skips the embedding metric (NaN): the GPU benchmark has no MiniLM weights.
