@@ -199,6 +199,8 @@ def test_compare_and_offline_render(repo):
     md = (repo / "reports" / "compare.md").read_text()
     (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft ")]
     assert "| sft |" in row and "±" in row
+    # per-prompt tables read from the experiment's commit: the paired statistics have them
+    assert "### vs SFT (`tiny-sft`)" in md and "Without `plots/eval_prompts.csv`" not in md
     for png in ["reward_entropy.png", "reward_kl.png"]:
         assert (repo / "reports" / png).stat().st_size > 10_000
     out = run(["prefdiv", "render", "HEAD", "tiny-sft", "--out", "offline"], repo, env)

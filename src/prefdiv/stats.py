@@ -130,16 +130,12 @@ def replicate_notes(configs: dict[tuple, Config], failed: dict[str, dict]) -> li
         absent = [r for r in expected if r not in c.runs]
         if not absent:
             continue
-        wt = trains != [0]
-        why = ", ".join(
-            f"{_tag(r, wt)} {'failed' if (base, r) in lost else 'missing'}" for r in absent
-        )
-        if wt:
-            have = ", ".join(_tag(r, wt) for r in sorted(c.runs))
-            lines.append(
-                f"{c.label}: replicates {have} of {', '.join(_tag(r, wt) for r in expected)} "
-                f"({why})"
-            )
+        with_train = trains != [0]
+        tags = {r: _tag(r, with_train) for r in expected}
+        why = ", ".join(f"{tags[r]} {'failed' if (base, r) in lost else 'missing'}" for r in absent)
+        if with_train:
+            have = ", ".join(tags[r] for r in sorted(c.runs))
+            lines.append(f"{c.label}: replicates {have} of {', '.join(tags.values())} ({why})")
         else:
             have = ", ".join(map(str, c.seeds))
             lines.append(f"{c.label}: seeds {have} of {', '.join(map(str, seeds))} ({why})")
