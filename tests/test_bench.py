@@ -41,6 +41,7 @@ def test_bench_study_random_init_times_both_paths_and_projects(tmp_path, monkeyp
     paper = raw["paper"]
     paper["generation"] |= {"max_new_tokens": 12, "batch_size": 2, "min_tokens": 1}
     paper["sample"]["k"], paper["evaluate"]["n"] = 3, 3
+    paper["evaluate"]["entropy_tokens"] = 1  # ≤ min_tokens
     paper["pairs"]["min_margin"] = 0.0
     paper["train"] |= {"batch_size": 2, "max_length": 48, "logging_steps": 1}
     paper["speed"]["metric_workers"] = 2

@@ -1,5 +1,7 @@
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import t as t_dist
 
 from prefdiv import compare
 
@@ -41,8 +43,8 @@ def test_report_skips_failed_and_writes_figures(tmp_path):
         "bad": {**_exp("fkl", 9.0, 9.0), "state": "failed"},
     }
     md = compare.report(exps, tmp_path).read_text()
-    assert "| ok | 1 | sigmoid | 0.1 |" in md and "| base | 1 | sft | — |" in md
-    assert "2.000 ± 0.100" in md
+    assert "| ok | 1 | sigmoid | 0.1 |  | 1 seed |" in md and "| base | 1 | sft | — |" in md
+    assert "2.000 ± 0.100" in md  # one run: its own prompts-only interval
     assert "| bad |" not in md and "Skipped (failed" in md
     assert (tmp_path / "reward_entropy.png").exists() and (tmp_path / "reward_kl.png").exists()
     assert np.isfinite(exps["ok"]["metrics"][compare.EVAL]["reward/mean"])
@@ -89,3 +91,45 @@ def test_reference_points_are_drawn_at_paper_scale_only(tmp_path):
     assert "Hollow diamonds" in compare.report(paper, tmp_path / "p", ref_csv).read_text()
     md = compare.report(demo, tmp_path / "d", ref_csv).read_text()
     assert "Hollow diamonds" not in md and "Orderings vs the reference study" in md
+
+
+def _replicates(name, loss, rewards, entropies, **params):
+    """Runs `<name>-s<seed>` and their per-prompt tables (run means = the given values)."""
+    exps, prompts = {}, {}
+    for seed, (r, h) in enumerate(zip(rewards, entropies, strict=True)):
+        run = f"{name}-s{seed}"
+        exps[run] = _exp(loss, r, h, seed=seed, **params)
+        wiggle = np.linspace(-0.2, 0.2, 10)  # mean 0: the run's mean stays r, h
+        prompts[run] = pd.DataFrame(
+            {
+                "prompt_id": [f"s{seed}-p{i}" for i in range(10)],
+                "reward_mean": r + wiggle,
+                "entropy": h + wiggle[::-1],
+            }
+        )
+    return exps, prompts
+
+
+def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
+    exps, prompts = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
+    more, more_prompts = _replicates("base", "sft", [0.5, 0.6, 0.7], [4.3, 4.5, 4.4])
+    exps |= more | {"fkl-s1": {**_exp("fkl", 9.0, 9.0), "state": "failed"}}
+    prompts |= more_prompts
+    md = compare.report(exps, tmp_path, prompts=prompts).read_text()
+    half = t_dist.ppf(0.975, 2) * 0.2 / np.sqrt(3)  # SD of (2.0, 2.2, 2.4) = 0.2
+    assert f"| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 ± {half:.3f} |" in md
+    assert "fkl: no replicate succeeded (s1 failed)" in md
+    assert "## Between-seed SD" in md and "| x | 3 seeds | 0.200 |" in md
+    # x − base per seed: reward +1.5 +1.6 +1.7 (SD 0.1), all 3 seeds agree
+    half = t_dist.ppf(0.975, 2) * 0.1 / np.sqrt(3)
+    assert f"| x | +1.600 [{1.6 - half:+.3f}, {1.6 + half:+.3f}] 3/3 |" in md
+    # claim 1 on entropy: SFT − DPO = +0.3 +0.4 +0.2 holds; the hinge parts lack their method
+    assert "**inconclusive** 1/0/0/2" in next(ln for ln in md.splitlines() if "| 1 | SFT" in ln)
+    assert "## Rank probabilities" in md
+
+
+def test_report_without_per_prompt_tables_still_tabulates(tmp_path):
+    exps, _ = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
+    md = compare.report(exps, tmp_path).read_text()
+    assert "| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 ±" in md
+    assert "No per-prompt tables given" in md and "## Claims" not in md

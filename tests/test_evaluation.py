@@ -80,8 +80,8 @@ def test_text_metrics_in_worker_processes_equal_in_process():
         [],
         [{"token_ids": [7, 7, 8], "text": "Boring, boring."}],
     ]
-    inline = evaluation._TextMetrics(kept, vocab=50, workers=0).result()
-    pooled = evaluation._TextMetrics(kept, vocab=50, workers=2).result()
+    inline = evaluation._TextMetrics(kept, vocab=50, entropy_tokens=2, workers=0).result()
+    pooled = evaluation._TextMetrics(kept, vocab=50, entropy_tokens=2, workers=2).result()
     assert len(inline) == 2 and pd.DataFrame(pooled).equals(pd.DataFrame(inline))  # NaN-aware
 
 

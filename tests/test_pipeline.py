@@ -258,6 +258,12 @@ def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
     assert all(f"Running stage '{stage}'" in first for stage in upstream), first
     assert not any(f"Running stage '{stage}'" in second for stage in upstream), second
     assert "Running stage 'train'" in second and "alpha = 1.5 is not allowed" in second
+    # the results table finds the replicate by its configuration and names the failed one
+    table = run(["prefdiv", "table"], repo, env)
+    (row,) = [ln for ln in table.splitlines() if ln.startswith("| g-hinge ")]
+    assert "| hinge | 0.1 |  | 1 seed |" in row and " [" in row, table
+    assert "| g-bad | alpha | | | | not run / failed |" in table
+    assert "g-bad: no replicate succeeded (s1 failed)" in table, table
 
 
 def test_compare_and_offline_render(repo):
@@ -269,6 +275,8 @@ def test_compare_and_offline_render(repo):
     md = (repo / "reports" / "compare.md").read_text()
     (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft ")]
     assert "| sft |" in row and "±" in row
+    # per-prompt tables read from the experiment's commit: the paired statistics have them
+    assert "### vs SFT (`tiny-sft`)" in md and "Without `plots/eval_prompts.csv`" not in md
     for png in ["reward_entropy.png", "reward_kl.png"]:
         assert (repo / "reports" / png).stat().st_size > 10_000
     out = run(["prefdiv", "render", "HEAD", "tiny-sft", "--out", "offline"], repo, env)

@@ -3,8 +3,10 @@
     prefdiv grid    [--grid grid.yaml] [--seeds 0,1,2] [--train-seeds 0] [--jobs 1 | --gpus 0,1]
                     [--set scale=paper] [--queue-only]
                                     queue every configuration once per seed, run them, report
-    prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown)
-    prefdiv compare [--out reports]   every experiment: table + figures (reports/compare.md)
+    prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown),
+                                                    replicates grouped
+    prefdiv compare [--out reports]   every experiment, replicates grouped: tables, claims,
+                                      figures (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
     prefdiv bench-sampling [--n-prompts 128]   our sampling vs the reference study's loop
     prefdiv bench-study --policy D --reward D  time every stage on a slice; project the study
@@ -16,6 +18,7 @@ nothing here re-implements the pipeline.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -24,9 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
-from prefdiv import compare
+from prefdiv import compare, stats
 from prefdiv.config import EXPERIMENT_KEYS as KEYS
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -142,23 +146,39 @@ def _dvc(*args: str) -> str:
 
 
 def experiments(rev: str | None = None) -> dict[str, dict]:
-    """Experiments of baseline `rev` (default HEAD), by name: `{"state", "params", "metrics"}`.
+    """Experiments of baseline `rev` (default HEAD), by name: `{"state", "params", "metrics",
+    "rev"}`, `rev` the experiment's git commit (DVC 3: `revs[0]` of an experiment is its tip).
 
     A failed experiment shows its baseline's metrics in `dvc exp show`: `state` tells them apart.
     """
     out: dict[str, dict] = {}
     for baseline in json.loads(_dvc("exp", "show", "--json", *(["--rev", rev] if rev else []))):
         for exp in baseline.get("experiments") or []:
-            rev = exp["revs"][0]
-            data = rev.get("data") or {}
+            tip = exp["revs"][0]
+            data = tip.get("data") or {}
             state = (exp.get("executor") or {}).get("state") or "success"
-            if rev.get("error"):
+            if tip.get("error"):
                 state = "failed"
             params = data.get("params", {}).get("params.yaml", {}).get("data", {})
             metrics = {path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()}
-            out[exp.get("name") or rev.get("name")] = dict(
-                state=state, params=params, metrics=metrics
+            out[exp.get("name") or tip.get("name")] = dict(
+                state=state, params=params, metrics=metrics, rev=tip.get("rev")
             )
+    return out
+
+
+def prompt_tables(exps: dict[str, dict]) -> dict[str, pd.DataFrame]:
+    """Per experiment, its per-prompt evaluation table from its commit (`git show`); experiments
+    without one (failed, or from before the table existed) are left out."""
+    out = {}
+    for name, e in exps.items():
+        if e["state"] == "failed" or not e.get("rev"):
+            continue
+        shown = subprocess.run(
+            ["git", "show", f"{e['rev']}:{compare.PROMPTS}"], capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            out[name] = pd.read_csv(io.StringIO(shown.stdout))
     return out
 
 
@@ -273,28 +293,44 @@ def run_grid(
 
 
 def _ci(metrics: dict, key: str) -> str:
-    return f"{metrics[key]:.3f} [{metrics[key + '_ci_low']:.3f}, {metrics[key + '_ci_high']:.3f}]"
+    lo, hi = metrics.get(key + "_ci_low"), metrics.get(key + "_ci_high")
+    return f"{metrics[key]:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
 
 
 def table(grid_path: str, rev: str | None = None) -> str:
-    """Markdown table of the grid's experiments: configuration, reward and entropy with 95 % CIs."""
+    """Markdown table of the grid's configurations, replicates grouped: reward and entropy as
+    the mean over replicates with the seed-aware 95 % CI (as `prefdiv compare`), seeds, tokens.
+    Below it, a line per configuration missing replicates."""
     grid, exps = load_grid(grid_path), experiments(rev)
+    usable = {
+        n: e for n, e in exps.items() if e["state"] != "failed" and compare.EVAL in e["metrics"]
+    }
+    configs, _ = stats.group(usable)
+    pooled = compare.pooled(configs, usable)
+    found: dict[tuple, list[tuple[str, dict]]] = {}
+    for key, c in configs.items():
+        found.setdefault(key[1:], []).append((key[0], pooled[c.label]))
     rows = [
-        "| experiment | loss | β | options | reward (95 % CI) | entropy, nats (95 % CI) | tokens |",
-        "|---|---|---|---|---|---|---|",
+        "| experiment | loss | β | options | seeds | reward (95 % CI) | entropy, nats (95 % CI) "
+        "| tokens |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, settings in grid.items():
-        e = exps.get(name)
-        if e is None or e["state"] == "failed" or "metrics/eval.json" not in e["metrics"]:
-            rows.append(f"| {name} | {settings['loss']} | | | not run / failed | | |")
-            continue
-        m, p = e["metrics"]["metrics/eval.json"], e["params"]
-        beta, opts = compare.describe(p)
-        rows.append(
-            f"| {name} | {p['loss']} | {beta} | {opts} | {_ci(m, 'reward/mean')} "
-            f"| {_ci(m, 'diversity/entropy_unigram')} | {m['length/mean_tokens']:.1f} |"
-        )
-    return "\n".join(rows) + "\n"
+        matches = found.get(compare._exp_key(settings), [])
+        if not matches:
+            rows.append(f"| {name} | {settings['loss']} | | | | not run / failed | | |")
+        for scale, e in matches:
+            m, p = e["metrics"][compare.EVAL], e["params"]
+            beta, opts = compare.describe(p)
+            label = name if len(matches) == 1 else f"{name} ({scale})"
+            rows.append(
+                f"| {label} | {p['loss']} | {beta} | {opts} | {compare.seeds(e)} "
+                f"| {_ci(m, 'reward/mean')} | {_ci(m, 'diversity/entropy_unigram')} "
+                f"| {m['length/mean_tokens']:.1f} |"
+            )
+    failed = {n: e for n, e in exps.items() if n not in usable}
+    notes = stats.replicate_notes(configs, failed)
+    return "\n".join(rows) + "\n" + "".join(f"\n{line}\n" for line in notes)
 
 
 def write_into(readme: Path, text: str) -> None:
@@ -512,7 +548,9 @@ def main(argv: list[str] | None = None) -> int:
             args.grid, args.jobs, args.set, args.queue_only, args.gpus, args.seeds, args.train_seeds
         )
     if args.cmd == "compare":
-        print(f"wrote {compare.report(experiments(args.rev), args.out, args.reference)}")
+        exps = experiments(args.rev)
+        path = compare.report(exps, args.out, args.reference, prompt_tables(exps))
+        print(f"wrote {path}")
         return 0
     if args.cmd == "render":
         for path in render(args.revs, args.out):

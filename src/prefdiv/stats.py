@@ -1,0 +1,618 @@
+"""Seed-aware statistics over replicated experiments (pure numpy/pandas; no DVC).
+
+A configuration (loss, β, β_end, α, ε, scale) runs as replicates r = (seed, train_seed):
+`seed` drives the whole pipeline (split, hence the test prompts; SFT policy; reward model;
+pairs; training), `train_seed` only training and evaluation sampling. A run evaluates the test
+prompts p of its seed: y[s, t, p]; replicates of one seed share their prompts, so two methods
+are compared prompt by prompt within a seed.
+
+- `estimate`: mean over replicates with a 95 % interval that carries seed variance: the
+  t interval on the S seed means (S − 1 degrees of freedom), chosen by `simulate_coverage`
+  (docs/statistics.md); one run: its prompts-only bootstrap interval.
+- `paired_difference`: A − B per prompt within each seed, the same interval over seeds, and
+  how many seeds agree in sign.
+- `bootstrap_means`, `rank_probabilities`, `spearman_interval`: two-level bootstrap (seeds,
+  then prompts within each drawn seed, paired across methods).
+- `variance_components`: upstream seed, train seed within seed, residual.
+- `claims`: the reference study's claims as pairwise parts with verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from prefdiv import diversity
+
+Rep = tuple[int, int]  # (seed, train_seed)
+LEVEL = 0.95
+N_BOOT = 2000
+SUFFIX = re.compile(r"-s(\d+)(?:-t(\d+))?$")  # `prefdiv grid --seeds`: <grid name>-s<seed>[-t<t>]
+
+# per-prompt column → (metrics/eval.json name, header, +1 if higher = more diverse, −1 if lower)
+DIVERSITY = {
+    "entropy": ("diversity/entropy_unigram", "unigram entropy", 1),
+    "entropy_fair": ("diversity/entropy_unigram_fair", "length-fair entropy", 1),
+    "distinct_2": ("diversity/distinct_2", "distinct-2", 1),
+    "self_bleu": ("diversity/self_bleu4", "self-BLEU-4 ↓", -1),
+    "embedding": ("diversity/embedding", "embedding div.", 1),
+}
+REWARD = {"reward_mean": ("reward/mean", "reward", 1)}
+
+
+# --- replicates --------------------------------------------------------------------------------
+
+
+def base_name(name: str) -> str:
+    """Grid name of a replicate: `l2-fkl-s1-t2` → `l2-fkl`."""
+    return SUFFIX.sub("", name)
+
+
+def replicate(params: dict, name: str = "") -> Rep:
+    """(seed, train_seed) of a run (missing train_seed = 0); from the name's suffix when the
+    params lack a seed (a failed run's params may be empty)."""
+    if "seed" in params:
+        return int(params["seed"]), int(params.get("train_seed") or 0)
+    m = SUFFIX.search(name)
+    return (int(m[1]), int(m[2] or 0)) if m else (0, 0)
+
+
+def config_id(params: dict) -> tuple:
+    """(scale, loss, β, options): the configuration a run replicates (`compare._exp_key`)."""
+    from prefdiv.compare import _exp_key  # compare imports this module
+
+    return (params.get("scale"), *_exp_key(params))
+
+
+@dataclass
+class Config:
+    """One configuration and its successful runs (replicate → experiment name)."""
+
+    label: str
+    params: dict
+    runs: dict[Rep, str] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for s, _ in self.runs})
+
+    @property
+    def train_seeds(self) -> list[int]:
+        return sorted({t for _, t in self.runs})
+
+    @property
+    def n_train(self) -> int:
+        """Most train-seed runs of any one seed."""
+        return max(Counter(s for s, _ in self.runs).values())
+
+
+def group(exps: dict[str, dict]) -> tuple[dict[tuple, Config], list[str]]:
+    """Runs by configuration (`config_id`), labelled by grid name; notes on dropped duplicates.
+
+    `exps`: successful runs only, {name: {"params", ...}}.
+    """
+    configs: dict[tuple, Config] = {}
+    notes = []
+    for name in sorted(exps):
+        p = exps[name]["params"]
+        c = configs.setdefault(config_id(p), Config(base_name(name), p))
+        rep = replicate(p, name)
+        if rep in c.runs:
+            notes.append(f"{name}: same configuration and seeds as {c.runs[rep]}; ignored")
+        else:
+            c.runs[rep] = name
+    labels = Counter(c.label for c in configs.values())
+    for key, c in configs.items():  # one grid name at two scales
+        if labels[c.label] > 1:
+            c.label = f"{c.label} ({key[0]})"
+    return configs, notes
+
+
+def _tag(rep: Rep, with_train: bool) -> str:
+    return f"s{rep[0]}-t{rep[1]}" if with_train else f"s{rep[0]}"
+
+
+def replicate_notes(configs: dict[tuple, Config], failed: dict[str, dict]) -> list[str]:
+    """One line per configuration lacking replicates, e.g. `l2-fkl: seeds 0, 2 of 0, 1, 2 (s1
+    failed)`. Expected: every seed any run used × the configuration's own train seeds."""
+    lost = {(base_name(n), replicate(e.get("params") or {}, n)) for n, e in failed.items()}
+    seeds = sorted({s for c in configs.values() for s in c.seeds} | {r[0] for _, r in lost})
+    lines = []
+    for c in configs.values():
+        base = base_name(next(iter(c.runs.values())))
+        trains = c.train_seeds
+        expected = [(s, t) for s in seeds for t in trains]
+        absent = [r for r in expected if r not in c.runs]
+        if not absent:
+            continue
+        with_train = trains != [0]
+        tags = {r: _tag(r, with_train) for r in expected}
+        why = ", ".join(f"{tags[r]} {'failed' if (base, r) in lost else 'missing'}" for r in absent)
+        if with_train:
+            have = ", ".join(tags[r] for r in sorted(c.runs))
+            lines.append(f"{c.label}: replicates {have} of {', '.join(tags.values())} ({why})")
+        else:
+            have = ", ".join(map(str, c.seeds))
+            lines.append(f"{c.label}: seeds {have} of {', '.join(map(str, seeds))} ({why})")
+    bases = {base_name(n) for c in configs.values() for n in c.runs.values()}
+    for base in sorted({b for b, _ in lost} - bases):
+        tags = ", ".join(sorted(_tag(r, r[1] != 0) for b, r in lost if b == base))
+        lines.append(f"{base}: no replicate succeeded ({tags} failed)")
+    return lines
+
+
+def _nest(values: dict[Rep, object]) -> dict[int, dict[int, object]]:
+    out: dict[int, dict[int, object]] = {}
+    for (s, t), v in sorted(values.items()):
+        out.setdefault(s, {})[t] = v
+    return out
+
+
+# --- intervals ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean and its 95 % interval [low, high].
+
+    `unit`: what the interval treats as independent replicates ("seeds", "train seeds" or
+    "prompts" for a single run); `units`: the per-unit means (per seed, train seed, or the one
+    run), whose SD is the between-seed SD and whose signs give the agreement count.
+    """
+
+    mean: float
+    low: float
+    high: float
+    unit: str
+    units: tuple[float, ...] = ()
+    n_train: int = 1
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.units) if self.unit == "seeds" else 1
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(self.units, ddof=1)) if len(self.units) > 1 else float("nan")
+
+    @property
+    def agree(self) -> int:
+        """Units whose mean has the sign of the overall mean."""
+        return int(sum(np.sign(u) == np.sign(self.mean) for u in self.units))
+
+    def flipped(self) -> Estimate:
+        """The estimate of −x (for a metric where lower is better)."""
+        units = tuple(-u for u in self.units)
+        return Estimate(-self.mean, -self.high, -self.low, self.unit, units, self.n_train)
+
+
+def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high) = mean ± t_{(1+level)/2, n−1} · sd/√n over n ≥ 2 replicate means."""
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    half = float(st.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def _t_estimate(units: list[float], unit: str, n_train: int = 1) -> Estimate:
+    return Estimate(*t_interval(units), unit, tuple(float(u) for u in units), n_train)
+
+
+def estimate(means: dict[Rep, float], prompts_ci=(float("nan"), float("nan"))) -> Estimate:
+    """Mean over replicates with its seed-aware 95 % interval.
+
+    ≥ 2 seeds: a seed's train-seed runs are averaged (m_s), then m̄ ± t_{.975, S−1}·sd(m_s)/√S.
+    1 seed with ≥ 2 train seeds: the same over its train-seed runs (conditional on that seed).
+    1 run: `prompts_ci`, that run's prompts-only bootstrap interval (metrics/eval.json).
+    """
+    nested = _nest(means)
+    n_train = max(len(t) for t in nested.values())
+    if len(nested) >= 2:
+        return _t_estimate([np.mean(list(t.values())) for t in nested.values()], "seeds", n_train)
+    (runs,) = nested.values()
+    if len(runs) >= 2:
+        return _t_estimate(list(runs.values()), "train seeds", n_train)
+    (value,) = runs.values()
+    return Estimate(float(value), float(prompts_ci[0]), float(prompts_ci[1]), "prompts", (value,))
+
+
+def seed_profiles(tables: dict[Rep, pd.Series]) -> dict[int, pd.Series]:
+    """Per seed: per-prompt values (index prompt_id) averaged over its train-seed runs."""
+    return {
+        s: pd.concat(list(runs.values()), axis=1).mean(axis=1) for s, runs in _nest(tables).items()
+    }
+
+
+def paired_difference(
+    a: dict[Rep, pd.Series], b: dict[Rep, pd.Series], *, n_boot: int = N_BOOT, seed: int = 0
+) -> Estimate | None:
+    """A − B, paired per prompt within each seed both ran; None if they share no seed.
+
+    Per seed s: d_s = mean over shared prompts of (A − B), train-seed runs averaged first.
+    ≥ 2 seeds: t interval on the d_s. One seed, ≥ 2 train seeds both ran: t interval on the
+    per-train-seed differences. Else: prompts-only bootstrap of the per-prompt differences.
+    """
+    pa, pb = seed_profiles(a), seed_profiles(b)
+    seeds = sorted(pa.keys() & pb.keys())
+    if not seeds:
+        return None
+    if len(seeds) >= 2:  # pandas aligns on prompt_id; prompts not in both drop out as NaN
+        return _t_estimate([(pa[s] - pb[s]).mean() for s in seeds], "seeds")
+    (s,) = seeds
+    trains = sorted({t for q, t in a if q == s} & {t for q, t in b if q == s})
+    if len(trains) >= 2:
+        units = [(a[s, t] - b[s, t]).mean() for t in trains]
+        return _t_estimate(units, "train seeds", len(trains))
+    d = (pa[s] - pb[s]).dropna().to_numpy()
+    lo, hi = diversity.bootstrap_ci(d, n_resamples=n_boot, seed=seed)
+    return Estimate(float(d.mean()), lo, hi, "prompts", (float(d.mean()),))
+
+
+# --- two-level bootstrap: ranks and Spearman -----------------------------------------------------
+
+
+def aligned_profiles(tables: dict[str, dict[Rep, pd.Series]]) -> tuple[list[int], list]:
+    """Seeds every method ran and, per seed, an (M, P_s) array of the methods' per-prompt
+    values (train seeds averaged) over the prompts where all M have a value."""
+    profiles = {name: seed_profiles(t) for name, t in tables.items()}
+    seeds = sorted(set.intersection(*(set(p) for p in profiles.values())))
+    arrays = [
+        pd.concat([p[s] for p in profiles.values()], axis=1).dropna().to_numpy().T for s in seeds
+    ]
+    return seeds, arrays
+
+
+def bootstrap_means(arrays: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Two-level bootstrap of the mean of seed means: (n_boot, M) from per-seed (M, P_s) arrays.
+
+    A draw picks S seeds with replacement, then for each pick P_s prompts with replacement, the
+    same prompts for all M methods (paired); its value is the mean over picks of the prompt means.
+    With one seed it is the prompts-only bootstrap.
+    """
+    n_seeds = len(arrays)
+    picks = rng.integers(n_seeds, size=(n_boot, n_seeds))
+    total = np.zeros((n_boot, arrays[0].shape[0]))
+    for s, x in enumerate(arrays):
+        owner = np.repeat(np.arange(n_boot), (picks == s).sum(axis=1))  # one row per pick of s
+        n = x.shape[1]
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=len(owner)) / n
+        np.add.at(total, owner, weights @ x.T)
+    return total / n_seeds
+
+
+def rank_probabilities(
+    tables: dict[str, dict[Rep, pd.Series]], sign: int = 1, *, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, list[int]] | None:
+    """P(row above column) and each method's rank (mean, 95 % interval; 1 = highest).
+
+    "Above" means higher `sign`·value (sign −1 for self-BLEU: lower = more diverse). Ties count
+    one half, so identical methods give 0.5. Only seeds every method ran are used (returned);
+    None if there is none.
+    """
+    names = list(tables)
+    seeds, arrays = aligned_profiles(tables)
+    if not seeds:
+        return None
+    boot = sign * bootstrap_means(arrays, n_boot, np.random.default_rng(seed))
+    a, b = boot[:, :, None], boot[:, None, :]
+    p = (a > b).mean(axis=0) + 0.5 * (a == b).mean(axis=0)
+    np.fill_diagonal(p, np.nan)
+    ranks = st.rankdata(-boot, axis=1)
+    summary = pd.DataFrame(
+        {
+            "mean rank": ranks.mean(axis=0),
+            "low": np.percentile(ranks, 2.5, axis=0),
+            "high": np.percentile(ranks, 97.5, axis=0),
+        },
+        index=names,
+    )
+    return pd.DataFrame(p, index=names, columns=names), summary, seeds
+
+
+def _rowwise_spearman(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    rx, rr = st.rankdata(x, axis=-1), st.rankdata(ref)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    rr = rr - rr.mean()
+    return (rx @ rr) / np.sqrt((rx**2).sum(axis=-1) * (rr**2).sum())
+
+
+def spearman_interval(
+    tables: dict[str, dict[Rep, pd.Series]],
+    reference: dict[str, float],
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float, float, list[int]] | None:
+    """Spearman ρ of our method means with `reference` values, its 95 % two-level bootstrap
+    percentile interval, and the seeds used (those every method ran). None with < 3 methods."""
+    names = [n for n in tables if n in reference]
+    if len(names) < 3:
+        return None
+    seeds, arrays = aligned_profiles({n: tables[n] for n in names})
+    if not seeds:
+        return None
+    ref = np.array([reference[n] for n in names], dtype=np.float64)
+    point = np.mean([x.mean(axis=1) for x in arrays], axis=0)
+    boot = _rowwise_spearman(bootstrap_means(arrays, n_boot, np.random.default_rng(seed)), ref)
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return float(_rowwise_spearman(point, ref)), float(lo), float(hi), seeds
+
+
+# --- variance components -----------------------------------------------------------------------
+
+
+def variance_components(tables: dict[Rep, pd.Series]) -> dict[str, float] | None:
+    """Shares of a run mean's variance: upstream seed, train seed within seed, residual.
+
+    Model (prompts nested in seed, crossed with train seed within it):
+        y[s,t,p] = μ + a_s + b_{s,t} + c_{s,p} + e_{s,t,p},
+    variances σa², σb², σc², σe². With b train seeds common to all S ≥ 2 seeds and n_s prompts
+    with values in all of them, mean squares within seeds (sums over seeds):
+        MS_E = ΣΣΣ (y − ȳ_st − ȳ_sp + ȳ_s)² / Σ (b−1)(n_s−1)     E = σe²
+        MS_B = Σ n_s Σ_t (ȳ_st − ȳ_s)² / S(b−1)                 E = σe² + mean(n_s)·σb²
+        MS_C = b Σ Σ_p (ȳ_sp − ȳ_s)² / Σ (n_s−1)                E = σe² + b·σc²
+    and across seeds Var(ȳ_s) = σa² + σb²/b + (σc² + σe²/b)·mean(1/n_s). Negative estimates
+    are set to 0. A run's mean varies by σa² + σb² + (σc² + σe²)/n: "residual" is the last term,
+    the prompt-sampling part that a prompts-only interval already covers.
+    None without ≥ 2 seeds sharing ≥ 2 train seeds.
+    """
+    nested = _nest(tables)
+    if len(nested) < 2:
+        return None
+    trains = sorted(set.intersection(*(set(t) for t in nested.values())))
+    if len(trains) < 2:
+        return None
+    b = len(trains)
+    ss = dict(e=0.0, b=0.0, c=0.0)
+    df = dict(e=0, b=0, c=0)
+    seed_means, ns = [], []
+    for runs in nested.values():
+        y = pd.concat([runs[t] for t in trains], axis=1).dropna().to_numpy()  # (n_s, b)
+        n, grand = len(y), y.mean()
+        cell, prompt = y.mean(axis=0), y.mean(axis=1)
+        ss["e"] += ((y - cell[None, :] - prompt[:, None] + grand) ** 2).sum()
+        ss["b"] += n * ((cell - grand) ** 2).sum()
+        ss["c"] += b * ((prompt - grand) ** 2).sum()
+        df["e"] += (b - 1) * (n - 1)
+        df["b"] += b - 1
+        df["c"] += n - 1
+        seed_means.append(grand)
+        ns.append(n)
+    ms = {k: ss[k] / df[k] for k in ss}
+    inv_n = float(np.mean(1.0 / np.array(ns)))
+    var_e = ms["e"]
+    var_b = max((ms["b"] - ms["e"]) / np.mean(ns), 0.0)
+    var_c = max((ms["c"] - ms["e"]) / b, 0.0)
+    var_a = max(np.var(seed_means, ddof=1) - var_b / b - (var_c + var_e / b) * inv_n, 0.0)
+    parts = {"seed": var_a, "train seed": var_b, "residual": (var_c + var_e) * inv_n}
+    total = sum(parts.values())
+    return {k: v / total if total > 0 else float("nan") for k, v in parts.items()}
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+# The reference study's configurations, by the names its claims use: (loss, β, options).
+METHODS = {
+    "SFT": ("sft", None, {}),
+    "DPO": ("sigmoid", 0.1, {}),
+    "hinge": ("hinge", 0.1, {}),
+    "FKL": ("fkl", 0.1, {}),
+    "JSD": ("jsd", 0.1, {}),
+    "α=0.3": ("alpha", 0.1, {"alpha": 0.3}),
+    "α=0.5": ("alpha", 0.1, {"alpha": 0.5}),
+    "α=0.7": ("alpha", 0.1, {"alpha": 0.7}),
+    "IPO 0.1": ("ipo", 0.1, {}),
+    "IPO 0.3": ("ipo", 0.3, {}),
+    "IPO 0.5": ("ipo", 0.5, {}),
+    "cDPO": ("cdpo", 0.1, {"label_smoothing": 0.15}),
+    "DPO anneal": ("sigmoid", 0.0, {"beta_end": 1.0}),
+    "IPO anneal": ("ipo", 1.0, {"beta_end": 0.01}),
+}
+F_DIV = ("DPO", "JSD", "α=0.3", "α=0.5", "α=0.7", "FKL")  # reverse KL … forward KL
+CONSTANT = tuple(m for m in METHODS if m not in ("SFT", "DPO anneal", "IPO anneal"))
+TOP, LOW = ("DPO", "hinge", "JSD", "cDPO"), ("IPO 0.3", "IPO 0.5")
+VERDICTS = ("holds", "reversed", "inconclusive", "missing")
+CLOSE = 0.2  # "close": |A − B| within CLOSE·|SFT − DPO| (the effect the study is about)
+
+# (id, claim, "diversity" | "reward", parts): (A, ">", B) = A higher than B; (A, "≈", B) = close
+CLAIMS = (
+    (
+        "1",
+        "SFT more diverse than DPO and than SLiC-HF hinge; hinge and DPO close",
+        "diversity",
+        (("SFT", ">", "DPO"), ("SFT", ">", "hinge"), ("hinge", "≈", "DPO")),
+    ),
+    (
+        "2a",
+        "forward KL the most diverse f-divergence",
+        "diversity",
+        tuple(("FKL", ">", m) for m in F_DIV[:-1]),
+    ),
+    (
+        "2b",
+        "reverse KL (DPO) the least diverse f-divergence",
+        "diversity",
+        tuple((m, ">", "DPO") for m in F_DIV[1:]),
+    ),
+    (
+        "2c",
+        "α-divergences more diverse as α grows towards 1",
+        "diversity",
+        (("α=0.5", ">", "α=0.3"), ("α=0.7", ">", "α=0.5")),
+    ),
+    (
+        "3",
+        "IPO (τ = 0.1, 0.3, 0.5) and cDPO (ε = 0.15) more diverse than DPO",
+        "diversity",
+        tuple((m, ">", "DPO") for m in ("IPO 0.1", "IPO 0.3", "IPO 0.5", "cDPO")),
+    ),
+    (
+        "4",
+        "DPO annealing (β 0→1) ends less diverse than IPO annealing (β 1→0.01)",
+        "diversity",
+        (("IPO anneal", ">", "DPO anneal"),),
+    ),
+    (
+        "5a",
+        "reward highest for DPO, hinge, JSD and cDPO",
+        "reward",
+        tuple((t, ">", o) for t in TOP for o in CONSTANT if o not in TOP),
+    ),
+    (
+        "5b",
+        "reward lowest for IPO with τ ≥ 0.3",
+        "reward",
+        tuple((o, ">", low) for low in LOW for o in CONSTANT if o not in LOW),
+    ),
+)
+
+
+def method_keys() -> dict[tuple, str]:
+    """`compare.config_key` of each claim method → its name."""
+    from prefdiv.compare import config_key
+
+    return {config_key(*spec): name for name, spec in METHODS.items()}
+
+
+def part_verdict(d: Estimate | None, rel: str, margin: float = float("nan")) -> str:
+    """holds / reversed / inconclusive at 95 %; `missing` if a method did not run.
+
+    ">": holds if the interval of A − B lies above 0, reversed if below. "≈": holds if it lies
+    inside (−margin, margin), reversed if it lies wholly outside, on either side.
+    """
+    if d is None:
+        return "missing"
+    if rel == ">":
+        return "holds" if d.low > 0 else "reversed" if d.high < 0 else "inconclusive"
+    if d.low > -margin and d.high < margin:
+        return "holds"
+    return "reversed" if d.low > margin or d.high < -margin else "inconclusive"
+
+
+def claim_verdict(parts: list[str]) -> str:
+    """holds if every part holds; reversed if any part is reversed; missing if no part could
+    be judged (methods not run); else inconclusive."""
+    if parts and all(v == "holds" for v in parts):
+        return "holds"
+    if "reversed" in parts:
+        return "reversed"
+    return "missing" if all(v == "missing" for v in parts) else "inconclusive"
+
+
+def claims(runs: dict[str, dict[Rep, pd.DataFrame]], *, n_boot: int = N_BOOT) -> list[dict]:
+    """Every claim on every metric it is judged on, with its parts.
+
+    `runs`: per claim method name (`METHODS`) its per-prompt tables (index prompt_id) by
+    replicate. Diversity claims are judged on each `DIVERSITY` column present (differences
+    oriented so that > 0 = more diverse), claim 5 on reward. Returns rows {claim, text, column,
+    key (metrics/eval.json name), metric (header), verdict, parts: [(A, rel, B, Estimate | None,
+    verdict)]}.
+    """
+    cache: dict[tuple, Estimate | None] = {}
+
+    def diff(a: str, b: str, col: str, sign: int) -> Estimate | None:
+        if (a, b, col) not in cache:
+            ta, tb = column(runs.get(a), col), column(runs.get(b), col)
+            d = paired_difference(ta, tb, n_boot=n_boot) if ta and tb else None
+            cache[a, b, col] = d.flipped() if d is not None and sign < 0 else d
+        return cache[a, b, col]
+
+    rows = []
+    for cid, text, kind, parts in CLAIMS:
+        metrics = DIVERSITY if kind == "diversity" else REWARD
+        for col, (key, header, sign) in metrics.items():
+            if not any(column(r, col) for r in runs.values()):
+                continue  # metric absent from every run (e.g. entropy_fair before it existed)
+            ref = diff("SFT", "DPO", col, sign)
+            margin = CLOSE * abs(ref.mean) if ref is not None else float("nan")
+            judged = []
+            for a, rel, b in parts:
+                d = diff(a, b, col, sign)
+                judged.append((a, rel, b, d, part_verdict(d, rel, margin)))
+            verdict = claim_verdict([v for *_, v in judged])
+            row = dict(claim=cid, text=text, column=col, key=key, metric=header, verdict=verdict)
+            rows.append({**row, "parts": judged})
+    return rows
+
+
+def column(runs: dict[Rep, pd.DataFrame] | None, col: str) -> dict[Rep, pd.Series]:
+    """One column of each run's per-prompt table; {} if absent."""
+    if not runs:
+        return {}
+    return {rep: df[col] for rep, df in runs.items() if col in df.columns}
+
+
+# --- the simulation behind the choice of interval (docs/statistics.md) ---------------------------
+
+
+def _interval(method: str, y: np.ndarray, rng: np.random.Generator, n_boot: int):
+    """95 % interval of the mean from (S seeds × P prompts) data `y`, by `method`."""
+    if method == "t":
+        return t_interval(y.mean(axis=1))[1:]
+    if method == "two-level":
+        boot = bootstrap_means([row[None, :] for row in y], n_boot, rng)[:, 0]
+    elif method == "seeds":  # percentile cluster bootstrap: seeds resampled, prompts kept
+        m = y.mean(axis=1)
+        boot = m[rng.integers(len(m), size=(n_boot, len(m)))].mean(axis=1)
+    elif method == "prompts":  # seeds ignored: all S·P values as independent prompts
+        flat = y.ravel()
+        boot = flat[rng.integers(flat.size, size=(n_boot, flat.size))].mean(axis=1)
+    else:
+        raise ValueError(f"unknown interval method {method!r}")
+    return tuple(np.percentile(boot, [2.5, 97.5]))
+
+
+def simulate_coverage(
+    method: str,
+    n_seeds: int,
+    *,
+    sd_seed: float,
+    sd_prompt: float = 1.0,
+    n_prompts: int = 100,
+    effects: str = "normal",
+    reps: int = 400,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """(coverage, mean width) of `method`'s 95 % interval for the true mean 0 over `reps`
+    simulated studies y[s, p] = a_s + e[s, p], e ~ N(0, sd_prompt²), a_s ~ N(0, sd_seed²)
+    (`effects="t3"`: Student t with 3 df scaled to SD sd_seed, heavy-tailed seed effects)."""
+    rng = np.random.default_rng(seed)
+    hits, widths = 0, []
+    for _ in range(reps):
+        if effects == "t3":
+            a = sd_seed * rng.standard_t(3, size=n_seeds) / np.sqrt(3.0)
+        else:
+            a = sd_seed * rng.standard_normal(n_seeds)
+        y = a[:, None] + sd_prompt * rng.standard_normal((n_seeds, n_prompts))
+        lo, hi = _interval(method, y, rng, n_boot)
+        hits += bool(lo <= 0.0 <= hi)
+        widths.append(hi - lo)
+    return hits / reps, float(np.mean(widths))
+
+
+def coverage_table(*, reps: int = 1000, n_prompts: int = 100, seed: int = 0) -> str:
+    """Markdown: coverage (mean width) of each interval method, S = 3, 5, 10 seeds, seed SD
+    0, 1 and 3 times the prompt standard error of a seed mean (sd_prompt = 1)."""
+    methods = ("t", "two-level", "seeds", "prompts")
+    se = 1.0 / np.sqrt(n_prompts)
+    lines = [
+        "| seed effects | seed SD / prompt SE | S | " + " | ".join(methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for effects, ratio in (("normal", 0), ("normal", 1), ("normal", 3), ("t3", 3)):
+        for n_seeds in (3, 5, 10):
+            cells = []
+            for m in methods:
+                cov, width = simulate_coverage(
+                    m, n_seeds, sd_seed=ratio * se, n_prompts=n_prompts, effects=effects,
+                    reps=reps, seed=seed,
+                )  # fmt: skip
+                cells.append(f"{cov:.3f} ({width:.3f})")
+            lines.append(f"| {effects} | {ratio} | {n_seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
