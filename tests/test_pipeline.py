@@ -273,8 +273,9 @@ def test_compare_and_offline_render(repo):
         run(["git", "checkout", "--", "params.yaml"], repo, env)
     run(["prefdiv", "compare", "--out", "reports"], repo, env)
     md = (repo / "reports" / "compare.md").read_text()
-    (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft ")]
-    assert "| sft |" in row and "±" in row
+    # the configuration table's row (the report's other tables name the experiment too)
+    (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft | 1 | sft |")]
+    assert "| 1 seed |" in row and "±" in row
     # per-prompt tables read from the experiment's commit: the paired statistics have them
     assert "### vs SFT (`tiny-sft`)" in md and "Without `plots/eval_prompts.csv`" not in md
     for png in ["reward_entropy.png", "reward_kl.png"]:

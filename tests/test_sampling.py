@@ -147,3 +147,15 @@ def test_static_sampling_draws_from_the_same_distribution(tiny_policy):
         a, b = Counter(plain[:, col].tolist()), Counter(static[:, col].tolist())
         assert set(a) == set(b)
         assert all(abs(a[t] - b[t]) / 2000 < 0.05 for t in a)
+
+
+def test_static_path_draws_the_same_samples_on_the_cpu(tiny_policy):
+    """Same logits (float32, CPU) and one draw per step in the same order: the same random
+    samples, not only the same distribution (a batch stopping early consumes extra draws, so
+    this holds within a batch)."""
+    model, tok = tiny_policy
+    prompts = ["A terrible film.", "I loved every minute", "Boring and slow", "The plot"]
+    gen = _gen(max_new_tokens=16, no_repeat_ngram_size=2, top_k=3, temperature=0.7)
+    plain = sampling.sample(model, tok, prompts, n=3, gen=gen, seed=7, desc="t")
+    static = sampling.sample(model, tok, prompts, n=3, gen=gen, seed=7, desc="t", static=True)
+    assert static == plain and len({r["text"] for rs in plain for r in rs}) > 3  # sampled

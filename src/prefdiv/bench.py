@@ -340,14 +340,21 @@ def project(sampled: dict, r: dict, s, study: dict) -> dict:
 
 
 def speedups(plain: dict, fast: dict) -> dict:
-    """fast / plain for every rate, plain / fast for every duration (> 1 = the fast path wins)."""
+    """fast / plain for every rate (`…_per_s`), plain / fast for every duration (`…_s_per_prompt`,
+    evaluation parts, projections): > 1 where the fast path wins."""
     out = {}
     for key, a in plain.items():
         b = fast.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out[key] = speedups(a, b)
-        elif isinstance(a, float) and isinstance(b, float) and a > 0 and b > 0:
-            out[key] = b / a if key.endswith("_per_s") else a / b
+            if key == "evaluate_parts_s_per_prompt":
+                out[key] = {k: a[k] / b[k] for k in a if a[k] > 1e-6 and b.get(k, 0) > 0}
+        elif not (isinstance(a, float) and isinstance(b, float) and a > 0 and b > 0):
+            continue
+        elif key.endswith("_per_s"):
+            out[key] = b / a
+        elif key.endswith("_s_per_prompt") or key.startswith("projected_"):
+            out[key] = a / b
     return out
 
 
