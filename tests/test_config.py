@@ -53,6 +53,8 @@ def _error(raw, path, value):
         ("paper.speed.compile", "yes", ["paper.speed.compile", "'yes'", "bool"]),
         ("demo.speed.eval_rows", -1, ["demo.speed.eval_rows", "-1", "≥ 0"]),
         ("paper.speed.fixed_length", False, ["paper.speed.compile", "fixed_length", "recompiles"]),
+        ("paper.speed.lm_head", "chunked", ["paper.speed.compile", "lm_head = full", "'chunked'"]),
+        ("demo.speed.lm_head", "fused", ["demo.speed.lm_head", "'fused'", "chunked, full"]),
         ("train_seed", -1, ["train_seed", "-1", "≥ 0"]),
         ("train_seed", 1.5, ["train_seed", "1.5", "int"]),
         ("demo.evaluate.entropy_tokens", 0, ["demo.evaluate.entropy_tokens", "0", "> 0"]),

@@ -148,10 +148,24 @@ def test_token_logps_equal_trls_fused_head(sft_dir):
     assert (ours[labels[:, 1:] == -100] == 0).all()
 
 
+def test_full_head_training_equals_the_chunked_head(sft_dir, tmp_path):
+    """`lm_head: full` (the demo's): TRL's chunked head replaced by `token_logps` for the policy
+    and the reference alike; the same curves and weights within float32 tolerance."""
+    plain, _, _ = _train(sft_dir, tmp_path / "plain", _pairs(6), _pairs(2))
+    full, _, _ = _train(
+        sft_dir, tmp_path / "full", _pairs(6), _pairs(2), speed=SpeedParams(lm_head="full")
+    )
+    assert full["loss"].tolist() == pytest.approx(plain["loss"].tolist(), abs=1e-5)
+    assert full["reward_margin"].iloc[0] == pytest.approx(0.0, abs=1e-6)  # policy = reference
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "plain" / "policy").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "policy").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_compiled_fixed_length_training_equals_the_plain_path(sft_dir, tmp_path):
     """torch.compile'd log-probs, batches padded to max_length, collation in a worker process:
     the same losses, margins and trained weights as the plain path, within float32 tolerance."""
-    fast = SpeedParams(compile=True, fixed_length=True, loader_workers=1)
+    fast = SpeedParams(lm_head="full", compile=True, fixed_length=True, loader_workers=1)
     pairs = [{**p, "chosen": p["chosen"] + " really" * (i % 3)} for i, p in enumerate(_pairs(6))]
     from torch._dynamo.utils import counters
 

@@ -138,6 +138,7 @@ class SpeedParams:
     Defaults are the plain path. They change speed, and floating-point rounding where noted.
     """
 
+    lm_head: str = _spec(choices=("chunked", "full"), default="chunked")  # train: log-prob head
     compile: bool = _spec(default=False)  # train: torch.compile the policy's log-prob forward
     fixed_length: bool = _spec(default=False)  # train: pad every batch to train.max_length
     loader_workers: int = _spec(ge=0, default=0)  # train: processes collating the next batches
@@ -304,14 +305,16 @@ def _check_lengths(params: Params) -> None:
 
 
 def _check_speed(params: Params) -> None:
-    """Compiling without fixed shapes recompiles for every new batch length (13× slower on an
-    H100 than not compiling): a compiled policy needs `speed.fixed_length`."""
+    """Only the full-head log-probs are compiled, and compiling without fixed shapes recompiles
+    for every new batch length (13× slower on an H100 than not compiling)."""
     for scale in SCALES:
         sp = getattr(params, scale).speed
-        if sp.compile and not sp.fixed_length:
+        if sp.compile and (sp.lm_head != "full" or not sp.fixed_length):
             raise ParamsError(
-                f"params.yaml: {scale}.speed.compile = true needs {scale}.speed.fixed_length = "
-                "true: without one batch shape, every new batch length recompiles"
+                f"params.yaml: {scale}.speed.compile = true needs {scale}.speed.lm_head = full "
+                f"and {scale}.speed.fixed_length = true (got {sp.lm_head!r}, "
+                f"{str(sp.fixed_length).lower()}): only the full head is compiled, and without "
+                "one batch shape every new batch length recompiles"
             )
 
 

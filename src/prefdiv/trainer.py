@@ -52,7 +52,8 @@ def token_logps(model, input_ids, labels):
     ones). No attention mask: in a causal model a real position never attends to the pads after
     it, so attention can take its causal fast path. The LM head runs on every position and the
     log-softmax in float32 (under torch.compile, one fused reduction over the logits), instead
-    of TRL's tiled head, whose GEMMs ran as old-generation (sm75) kernels on an H100.
+    of TRL's chunked head, whose GEMMs ran as old-generation (sm75) kernels on an H100 and whose
+    Python-side chunking makes it slower on the CPU too.
     """
     hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
     logits = model.get_output_embeddings()(hidden[:, :-1]).float()
@@ -83,18 +84,27 @@ def add_token_logps(model, compiled: bool) -> None:
 class PreferenceTrainer(DPOTrainer):
     """`DPOTrainer` whose loss is `losses.LOSSES[loss_name]`, with β optionally annealed.
 
-    `compile`: the policy's log-probs come from a torch.compile'd :func:`token_logps` and the
-    reference log-probs from the same function uncompiled (batches must then have one shape).
+    `lm_head`: "chunked" = TRL's fused, chunked log-prob head; "full" = :func:`token_logps` for
+    the policy and the reference log-probs alike. `compile` (with "full"): the policy's
+    log-probs through torch.compile (batches must then have one shape).
     """
 
     def __init__(
-        self, *, model, loss_name: str, loss_options: dict, beta_end=None, compile=False, **kwargs
+        self,
+        *,
+        model,
+        loss_name: str,
+        loss_options: dict,
+        beta_end=None,
+        lm_head="chunked",
+        compile=False,
+        **kwargs,
     ):
         # Before TRL's __init__, which computes the reference log-probs (with the same function)
         # and wraps the forward with its fused head; that wrapper passes `logps=True` through.
-        self.fast_logps = compile
-        if compile:
-            add_token_logps(model, compiled=True)
+        self.fast_logps = lm_head == "full"
+        if self.fast_logps:
+            add_token_logps(model, compiled=compile)
         super().__init__(model=model, **kwargs)
         self.loss_fn = losses.get_loss(loss_name)
         self.loss_options = dict(loss_options)
@@ -258,8 +268,8 @@ def train_policy(
     `dataset_cache`: a directory that keeps the pairs' tokenisation and reference log-probs for
     the next run on the same pairs (see `to_ds` below); None recomputes them every run.
     `callbacks`: extra `transformers.TrainerCallback`s (the benchmark's profiler).
-    `speed`: `compile` (see :class:`PreferenceTrainer`), `fixed_length` (every batch padded to
-    `p.max_length`), `loader_workers` (batches collated in that many background processes).
+    `speed`: `lm_head`, `compile` (see :class:`PreferenceTrainer`), `fixed_length` (every batch
+    padded to `p.max_length`), `loader_workers` (batches collated in background processes).
     """
     out_dir = Path(out_dir)
     if loss == "sft":
@@ -335,9 +345,9 @@ def train_policy(
             path = Path(work_dir) / "pairs" / name
         else:
             digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-            # The reference log-probs of the compiled path come from `token_logps`, not TRL's
-            # head: equal up to rounding, but each path keeps its own.
-            path = Path(dataset_cache) / f"{name}-{digest}{'-token-logps' if speed.compile else ''}"
+            # With lm_head "full" the reference log-probs come from `token_logps`, not TRL's
+            # head: equal up to rounding, but each keeps its own.
+            path = Path(dataset_cache) / f"{name}-{digest}-{speed.lm_head}-head"
         if state.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
@@ -358,6 +368,7 @@ def train_policy(
         loss_name=loss,
         loss_options=loss_options or {},
         beta_end=beta_end,
+        lm_head=speed.lm_head,
         compile=speed.compile,
         callbacks=callbacks,
     )
