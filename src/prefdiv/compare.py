@@ -431,9 +431,12 @@ def variance_table(runs: dict) -> str:
         shares = {c: stats.variance_components(stats.column(r, c)) for c in cols}
         if not any(shares.values()):
             continue
+        # no variance at all (SFT's KL is 0 in every run): no shares to give
         cells = [
-            "/".join(f"{100 * v:.0f}" for v in s.values()) if s else "—" for s in shares.values()
-        ]
+            "/".join(f"{100 * v:.0f}" for v in s.values()) if s and np.isfinite(sum(s.values()))
+            else "—"
+            for s in shares.values()
+        ]  # fmt: skip
         lines.append(_row([name, *cells]))
     if not lines:
         return ""
