@@ -397,7 +397,7 @@ def bench_study(args) -> int:
     study["n_methods"] = len(load_grid(args.grid))
     result = {"params": {"scale": params.scale, "speed": vars(s.speed)}, "study": study}
     with tempfile.TemporaryDirectory() as work:
-        policy, reward = args.policy, args.reward
+        policy, reward, corpus = args.policy, args.reward, None
         if args.random_init:
             corpus = [r["text"] for r in data.read_jsonl(args.corpus)]
             sizes = bench.TINY if args.tiny else {}
@@ -406,9 +406,9 @@ def bench_study(args) -> int:
         train = [data.truncate_prompt(tok, r["text"], n_tokens) for r in rows]
         test = data.test_prompts(data.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
         lengths = None
-        if args.random_init:  # a random-weight policy never stops: also time real lengths
-            texts = [r["text"] for r in data.read_jsonl(args.corpus)[:2000]]
-            lengths = bench.continuation_lengths(tok, texts, n_tokens, s.generation.max_new_tokens)
+        if corpus:  # a random-weight policy never stops: also time real continuation lengths
+            max_new = s.generation.max_new_tokens
+            lengths = bench.continuation_lengths(tok, corpus[:2000], n_tokens, max_new)
             result["imdb_mean_continuation_tokens"] = sum(lengths) / len(lengths)
         for path, speed in (("plain", config.SpeedParams()), ("fast", s.speed)):
             result[path] = bench.study_timings(

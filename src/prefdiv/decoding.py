@@ -29,6 +29,21 @@ _WARMUP = 3  # eager steps on a side stream before the capture (CUDA graph requi
 _WINDOW = 32  # attention-window granularity of the captured steps (slots)
 
 
+def next_logits(model, input_ids, attention_mask, position_ids, cache):
+    """(B, V) float32 logits of the token after each row, through transformers' own forward
+    (`cache` grows by the new positions). Both decoders feed prompts (and `sampling.decode` every
+    step) through here."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out.logits[:, -1].float()
+
+
 def supported(model) -> bool:
     """Whether `model` can take the static path (GPT-2 architecture, SDPA attention)."""
     return isinstance(model, GPT2LMHeadModel) and not model.config.add_cross_attention
@@ -138,14 +153,7 @@ class StaticDecoder:
             raise ValueError(f"{p} prompt tokens + {self.gen.max_new_tokens} new exceed the cache")
         cache = DynamicCache()
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1]
+        logits = next_logits(self.model, input_ids, attention_mask, position_ids, cache)
         dtype = cache.layers[0].keys.dtype  # autocast's (bf16 on GPU), as the dynamic cache
         if self.k is None or self.k.dtype != dtype:
             self.k = torch.zeros(self.kv_shape, dtype=dtype, device=input_ids.device)
@@ -163,7 +171,7 @@ class StaticDecoder:
         self.position.copy_(position_ids[:, -1] + 1)
         self.cursor.fill_(p)
         self.column.zero_()
-        self._select(logits.float(), self.cursor)
+        self._select(logits, self.cursor)
         return p
 
     def run(self, input_ids, attention_mask):

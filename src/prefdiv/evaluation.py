@@ -8,6 +8,7 @@ MLflow.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 from collections import defaultdict
@@ -65,7 +66,7 @@ def sequence_stats(policy, reference, items, *, temperature: float, rows: int = 
         seqs.sort(key=lambda s: len(s[1]))
         chunks = [seqs[at : at + rows] for at in range(0, len(seqs), rows)]
     else:
-        chunks = [[s for s in seqs if s[0] == i] for i in range(len(items))]
+        chunks = [list(g) for _, g in itertools.groupby(seqs, key=lambda s: s[0])]
     kl, ent, count = (np.zeros(len(items)) for _ in range(3))
     on_gpu = policy.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(rows) and on_gpu):

@@ -59,18 +59,7 @@ def decode(model, input_ids, attention_mask, *, gen: GenerationParams, eos_id: i
     done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
     new = []
     for _ in range(gen.max_new_tokens):
-        logits = (
-            model(
-                input_ids=step_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            .logits[:, -1]
-            .float()
-        )
+        logits = decoding.next_logits(model, step_ids, attention_mask, position_ids, cache)
         if ban is not None:
             logits = ban(ids, logits)
         token = decoding.draw(logits, gen=gen).masked_fill(done, pad_id)
