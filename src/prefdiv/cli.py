@@ -36,10 +36,6 @@ from prefdiv.config import EXPERIMENT_KEYS as KEYS
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-# An experiment of the grid: configuration name, seed, and the train seed when one was asked for.
-_REPLICATE = re.compile(r"(?P<config>.+)-s(?P<seed>\d+)(?:-t(?P<train_seed>\d+))?")
-
-
 def load_grid(path: str | Path) -> dict[str, dict]:
     """Configuration name → its experiment-key settings (defaults filled in; no seeds)."""
     spec = yaml.safe_load(Path(path).read_text())
@@ -87,10 +83,10 @@ def replicate_name(config: str, seed: int, train_seed: int | None = None) -> str
 def split_name(name: str) -> tuple[str, int, int] | None:
     """(configuration, seed, train seed) of an experiment named by :func:`replicate_name`; the
     train seed is 0 when the name has none. None for any other name."""
-    m = _REPLICATE.fullmatch(name)
-    if m is None:
+    m = stats.SUFFIX.search(name)
+    if m is None or m.start() == 0:
         return None
-    return m["config"], int(m["seed"]), int(m["train_seed"] or 0)
+    return name[: m.start()], int(m[1]), int(m[2] or 0)
 
 
 def replicates(grid: dict[str, dict], seeds=(0,), train_seeds=(0,)) -> dict[str, dict]:
