@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from prefdiv import config, data, evaluation, models, tracking
+from prefdiv import config, data, errors, evaluation, models, tracking
 
 
 def main() -> None:
@@ -56,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

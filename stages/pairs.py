@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, pairs
+from prefdiv import config, data, errors, pairs
 
 
 def main() -> None:
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

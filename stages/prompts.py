@@ -6,7 +6,7 @@ train split; test prompts and held-out model-evaluation reviews from its test sp
 
 import argparse
 
-from prefdiv import config, data
+from prefdiv import config, data, errors
 
 
 def main() -> None:
@@ -41,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

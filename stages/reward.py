@@ -3,7 +3,7 @@ or resolved from the Hub / a directory (paper)."""
 
 import argparse
 
-from prefdiv import config, data, models
+from prefdiv import config, data, errors, models
 
 
 def main() -> None:
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

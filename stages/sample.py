@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, models, sampling
+from prefdiv import config, data, errors, models, sampling
 
 
 def main() -> None:
@@ -38,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, models, rewards
+from prefdiv import config, data, errors, models, rewards
 
 
 def main() -> None:
@@ -22,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

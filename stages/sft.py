@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, models
+from prefdiv import config, data, errors, models
 
 
 def main() -> None:
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

@@ -7,7 +7,7 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
-from prefdiv import config, data, tracking, trainer
+from prefdiv import config, data, errors, tracking, trainer
 
 
 def main() -> None:
@@ -61,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.main(main)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from prefdiv.errors import UserError
+
 SCALES = ("demo", "paper")
 # A paper-scale stage on a machine without a GPU stops unless this environment variable is 1.
 ALLOW_CPU = "PREFDIV_ALLOW_CPU"
@@ -28,7 +30,7 @@ NO_TRAINING = "sft"
 EXPERIMENT_KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha", "seed", "train_seed")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """A bad value in `params.yaml`; the message names the key, the value and what is allowed."""
 
 
