@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument("--val-curve", required=True, help="validation curve to write (CSV)")
     ap.add_argument("--metrics", required=True, help="final validation metrics (JSON)")
     ap.add_argument("--dataset-cache", required=True, help="reused tokenised pairs + ref log-probs")
+    ap.add_argument("--checkpoints", required=True, help="checkpoints of unfinished runs (resumed)")
     args = ap.parse_args()
     params = config.load(args.params)
     p = params.active.train
@@ -29,24 +30,37 @@ def main() -> None:
     main_process = trainer.accelerator_state().is_main_process
     tags = {k: getattr(params, k) for k in (*config.EXPERIMENT_KEYS, "scale")}
     hparams = {f"train.{k}": v for k, v in vars(p).items()}  # tags hold seed and train_seed
+    pairs = data.read_jsonl(args.pairs), data.read_jsonl(args.val_pairs)
+    run = dict(
+        loss=params.loss,
+        beta=params.beta,
+        beta_end=params.beta_end,
+        loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
+        p=p,
+        speed=params.active.speed,
+        seed=config.replicate_seed(params.seed, params.train_seed),
+    )
+    # Under the repository root, like the dataset cache: a killed queued experiment's copy is gone.
+    ckpt = trainer.checkpoint_dir(tracking.repo_root() / args.checkpoints, args.sft, pairs, run)
     timings: dict = {}
-    with tracking.run(tags=tags, params={**tags, **hparams}, active=main_process) as run_id:
+    # A run resumed from a checkpoint logs on into the MLflow run it started.
+    resumed = trainer.saved_run_id(ckpt)
+    with tracking.run(
+        tags=tags, params={**tags, **hparams}, run_id=resumed, active=main_process
+    ) as run_id:
+        if main_process:
+            trainer.save_run_id(ckpt, run_id)
         with trainer.work_dir() as work:
             curve, val_curve, final = trainer.train_policy(
                 args.sft,
-                data.read_jsonl(args.pairs),
-                data.read_jsonl(args.val_pairs),
-                loss=params.loss,
-                beta=params.beta,
-                beta_end=params.beta_end,
-                loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
-                p=p,
-                speed=params.active.speed,
-                seed=config.replicate_seed(params.seed, params.train_seed),
+                *pairs,
+                **run,
                 out_dir=args.out,
                 work_dir=work,
+                checkpoints=ckpt,
                 dataset_cache=tracking.repo_root() / args.dataset_cache,  # shared by queued exps
-                report_to=["mlflow"] if run_id else [],
+                report_to=[],
+                callbacks=[tracking.hf_callback()] if run_id else None,
                 timings=timings,
             )
         if main_process:  # `evaluate` finds this run by the policy's fingerprint, logs into it

@@ -123,6 +123,7 @@ class TrainParams:
     max_length: int = _spec(gt=0)  # prompt + response tokens
     logging_steps: int = _spec(gt=0)
     eval_steps: int = _spec(gt=0)
+    save_steps: int = _spec(gt=0)  # checkpoint interval: a killed `train` resumes from the last
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 EXPERIMENT = "prefdiv"
@@ -58,6 +60,9 @@ def _setup():
     import mlflow
     from filelock import FileLock
 
+    # MLflow logs a failing store's traceback itself; :func:`_warn` says it in one line instead.
+    if os.environ.get("PREFDIV_DEBUG") != "1":
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
@@ -67,29 +72,60 @@ def _setup():
     return mlflow
 
 
+def _warn(what: str, e: Exception) -> None:
+    """Tracking never costs results: a store that fails (locked, read-only, corrupt, unreachable)
+    gets one warning line and the stage goes on without it."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    # SQLAlchemy leads with context; the driver's own line ("(sqlite3.X) …") says what went wrong.
+    reason = next((line for line in lines if "Error)" in line), lines[0] if lines else "")
+    print(
+        f"prefdiv: warning: MLflow {what} failed, results are unaffected: "
+        f"{type(e).__name__}: {reason[:200]}",
+        file=sys.stderr,
+    )
+
+
 @contextlib.contextmanager
 def run(*, tags: dict, params: dict, run_id: str | None = None, active: bool = True):
     """An active MLflow run (resumed when `run_id` exists in the store); yields its id or None.
 
-    `active=False` (a DDP process other than the main one) records nothing and yields None.
+    `active=False` (a DDP process other than the main one) records nothing and yields None; so
+    does a store that cannot be written (one warning line).
     """
     if not (active and enabled()):
         yield None
         return
-    mlflow = _setup()
-    if run_id is not None:
-        try:
-            mlflow.get_run(run_id)
-        except mlflow.exceptions.MlflowException:  # a model pulled from a remote, another store
-            run_id = None
-    name = os.environ.get("DVC_EXP_NAME") or None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name) as active:
+    import mlflow
+
+    try:
+        _setup()
+        if run_id is not None:
+            try:
+                mlflow.get_run(run_id)
+            except mlflow.exceptions.MlflowException:  # a model pulled from a remote, another store
+                run_id = None
+        name = os.environ.get("DVC_EXP_NAME") or None
+        started = mlflow.start_run(run_id=run_id, run_name=None if run_id else name)
         mlflow.set_tags(
             {"git_commit": _git_commit(), **({"dvc_exp": name} if name else {}), **tags}
         )
         if params:
             mlflow.log_params(params)
-        yield active.info.run_id
+    except Exception as e:  # noqa: BLE001 - any store failure; the results come first
+        _warn("tracking", e)
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status="FAILED")
+        yield None
+        return
+    status = "FAILED"
+    try:
+        yield started.info.run_id
+        status = "FINISHED"
+    finally:
+        try:
+            mlflow.end_run(status=status)
+        except Exception as e:  # noqa: BLE001
+            _warn("end of run", e)
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -103,29 +139,76 @@ def fingerprint(model_dir: str | Path) -> str:
 
 
 def find_run(policy_sha256: str) -> str | None:
-    """Latest run whose policy has this fingerprint (None: tracking off or no such run)."""
+    """Latest run whose policy has this fingerprint (None: tracking off, no such run, or a store
+    that cannot be read)."""
     if not enabled():
         return None
-    mlflow = _setup()
-    runs = mlflow.search_runs(
-        experiment_names=[EXPERIMENT],
-        filter_string=f"tags.{POLICY_TAG} = '{policy_sha256}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
+    try:
+        mlflow = _setup()
+        runs = mlflow.search_runs(
+            experiment_names=[EXPERIMENT],
+            filter_string=f"tags.{POLICY_TAG} = '{policy_sha256}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+            output_format="list",
+        )
+    except Exception as e:  # noqa: BLE001
+        _warn("search", e)
+        return None
     return runs[0].info.run_id if runs else None
 
 
 def set_tags(tags: dict) -> None:
-    if enabled():
-        import mlflow
+    if enabled() and _active():
+        try:
+            import mlflow
 
-        mlflow.set_tags(tags)
+            mlflow.set_tags(tags)
+        except Exception as e:  # noqa: BLE001
+            _warn("set_tags", e)
 
 
 def log_metrics(metrics: dict, step: int | None = None) -> None:
-    if enabled():
-        import mlflow
+    if enabled() and _active():
+        try:
+            import mlflow
 
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        except Exception as e:  # noqa: BLE001
+            _warn("log_metrics", e)
+
+
+def hf_callback():
+    """transformers' `MLflowCallback` (logs the training curve into the active run), except that a
+    store failing mid-training warns once and stops logging instead of stopping the training."""
+    from transformers.integrations import MLflowCallback
+
+    class SafeMLflowCallback(MLflowCallback):
+        failed = False
+
+    def guard(name):
+        method = getattr(MLflowCallback, name)
+
+        def call(self, *args, **kwargs):
+            if self.failed:
+                return None
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                self.failed = True
+                _warn(f"logging ({name})", e)
+                return None
+
+        return call
+
+    for name in vars(MLflowCallback):
+        if name.startswith("on_") or name == "setup":
+            setattr(SafeMLflowCallback, name, guard(name))
+    return SafeMLflowCallback()
+
+
+def _active() -> bool:
+    """Whether a run is open (not one that a failing store left unopened)."""
+    import mlflow
+
+    return mlflow.active_run() is not None

@@ -220,6 +220,71 @@ def accelerator_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+# --- resumable training -------------------------------------------------------------------------
+# A run saves a checkpoint every `train.save_steps` into <root>/<key>/checkpoint-<step>/, where the
+# key hashes everything that determines the run; the next run with the same key resumes from the
+# last complete one. The code is part of the key: a checkpoint written by other training code is
+# never resumed.
+_STATE = "trainer_state.json"  # written last by `Trainer._save_checkpoint`: its presence = complete
+_RUN_ID = "mlflow_run_id"
+_CODE = (Path(__file__), Path(losses.__file__))
+
+
+def checkpoint_dir(
+    root: str | Path, sft_dir: str | Path, pairs: list[list[dict]], run: dict
+) -> Path:
+    """`root`/<key>: key = sha256 of `run` (the keyword arguments of :func:`train_policy` that set
+    the mathematics: loss, β, params, speed, seed), the pairs, the SFT weights, the training code
+    and the library versions."""
+    import transformers
+    import trl
+
+    h = hashlib.sha256()
+    for part in (
+        json.dumps(run, sort_keys=True, default=_plain),
+        json.dumps(pairs, sort_keys=True),
+        *(f.read_text() for f in _CODE),
+        f"torch {torch.__version__} transformers {transformers.__version__} trl {trl.__version__}",
+    ):
+        h.update(hashlib.sha256(part.encode()).digest())
+    for f in sorted(Path(sft_dir).iterdir()):
+        if f.is_file():
+            h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
+    return Path(root) / h.hexdigest()[:20]
+
+
+def _plain(obj):
+    """JSON form of the params dataclasses in `run`."""
+    import dataclasses
+
+    return dataclasses.asdict(obj)
+
+
+def last_checkpoint(ckpt_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step whose trainer state is complete (a kill during a save
+    leaves the previous one)."""
+    done = []
+    for d in Path(ckpt_dir).glob("checkpoint-*"):
+        try:
+            json.loads((d / _STATE).read_text())
+        except (OSError, ValueError):
+            continue
+        done.append((int(d.name.rsplit("-", 1)[1]), d))
+    return max(done)[1] if done else None
+
+
+def saved_run_id(ckpt_dir: str | Path) -> str | None:
+    """The MLflow run that a killed run of this key was logging to (None: no such run)."""
+    f = Path(ckpt_dir) / _RUN_ID
+    return (f.read_text().strip() or None) if f.exists() else None
+
+
+def save_run_id(ckpt_dir: str | Path, run_id: str | None) -> None:
+    if run_id:
+        Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+        (Path(ckpt_dir) / _RUN_ID).write_text(run_id)
+
+
 def _curves(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) curves from `Trainer.state.log_history`."""
     cols = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_acc"}
@@ -258,6 +323,7 @@ def train_policy(
     timings: dict | None = None,
     dataset_cache: str | Path | None = None,
     callbacks: list | None = None,
+    checkpoints: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train the SFT policy on preference pairs with `loss`; save it to `out_dir`.
 
@@ -270,6 +336,8 @@ def train_policy(
     `callbacks`: extra `transformers.TrainerCallback`s (the benchmark's profiler).
     `speed`: `lm_head`, `compile` (see :class:`PreferenceTrainer`), `fixed_length` (every batch
     padded to `p.max_length`), `loader_workers` (batches collated in background processes).
+    `checkpoints`: this run's :func:`checkpoint_dir`: a checkpoint every `p.save_steps`, resumed
+    from by the next call after a kill, removed once the policy is saved. None: no checkpoints.
     """
     out_dir = Path(out_dir)
     if loss == "sft":
@@ -288,7 +356,7 @@ def train_policy(
     if p.batch_size % world:
         raise ValueError(f"train.batch_size = {p.batch_size} does not split over {world} processes")
     args = DPOConfig(
-        output_dir=str(work_dir),
+        output_dir=str(checkpoints or work_dir),
         seed=seed,
         num_train_epochs=p.num_epochs,
         max_steps=p.max_steps or -1,  # -1: num_train_epochs decides
@@ -321,7 +389,10 @@ def train_policy(
         # The filter checks every step's loss for NaN/inf on the host (two syncs per step) to
         # keep them out of the logged average; a NaN loss stays visible in the curve instead.
         logging_nan_inf_filter=False,
-        save_strategy="no",
+        # Model, optimiser, scheduler, RNG states and the log history; the last one only.
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=p.save_steps,
+        save_total_limit=1,
         report_to=report_to,
         # One batch shape for a compiled policy: pad to max_length (never exceeded, see above).
         pad_to_multiple_of=p.max_length if speed.fixed_length else None,
@@ -373,7 +444,10 @@ def train_policy(
         callbacks=callbacks,
     )
     set_up = time.perf_counter()
-    trainer.train()
+    resume = last_checkpoint(checkpoints) if checkpoints else None
+    if resume and state.is_main_process:
+        print(f"train: resuming from {resume} (a run with the same params, pairs and code)")
+    trainer.train(resume_from_checkpoint=resume)
     if timings is not None:
         timings |= {"setup_s": set_up - started, "train_s": time.perf_counter() - set_up}
     train_curve, val_curve = _curves(trainer.state.log_history)
@@ -384,6 +458,8 @@ def train_policy(
         # TRL's pickled arguments name the temporary work dir: drop them, or the output would
         # differ on every run.
         (out_dir / "training_args.bin").unlink(missing_ok=True)
+        if checkpoints:  # the policy is saved: nothing left to resume
+            shutil.rmtree(checkpoints, ignore_errors=True)
     timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
     final = {
         f"val/{k.removeprefix('eval_')}": v
