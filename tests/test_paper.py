@@ -88,6 +88,7 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
         max_length=32,
         logging_steps=1,
         eval_steps=1,
+        save_steps=1,  # checkpoints under DDP (removed when the run finishes)
         num_processes=2,
     )
     paper["evaluate"].update(n=3, bootstrap=20, entropy_tokens=1)  # ≤ min_tokens
@@ -103,6 +104,8 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
     assert (repo / "models/sft/config.json").exists()  # a local copy: a DVC output
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["n_processes"] == 2 and train["steps"] == 2
+    ckpts = repo / ".dvc/tmp/train-checkpoints"  # written at steps 1 and 2 …
+    assert ckpts.is_dir() and not any(ckpts.iterdir())  # … and removed with the finished run
     assert len(data.read_jsonl(repo / "data/pairs/val.jsonl")) <= 4
     test = data.read_jsonl(repo / "data/prompts/test.jsonl")
     assert len(test) == 4 and all(r["id"].startswith("imdb-test-") for r in test)

@@ -23,6 +23,7 @@ P = TrainParams(
     max_length=32,
     logging_steps=1,
     eval_steps=2,
+    save_steps=2,
 )
 
 
