@@ -52,3 +52,19 @@ def test_parallel_first_runs_share_one_fresh_store(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (exp,) = [e for e in client.search_experiments() if e.name == tracking.EXPERIMENT]
     assert len(client.search_runs([exp.experiment_id])) == 3
+
+
+def test_evaluates_calls_on_a_corrupt_store_warn_and_go_on(tmp_path, monkeypatch, capsys):
+    """What `evaluate` calls (find_run, run, log_metrics) on a store that is not a database."""
+    monkeypatch.setattr(tracking, "_warned", False)
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("PREFDIV_TRACKING", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert tracking.find_run("abc") is None
+    with tracking.run(tags={"loss": "x"}, params={}, run_id=None) as run_id:
+        tracking.log_metrics({"m": 1.0})
+        tracking.set_tags({"t": "1"})
+    assert run_id is None
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "results are unaffected" in err[0], err  # one line per process

@@ -72,9 +72,16 @@ def _setup():
     return mlflow
 
 
+_warned = False
+
+
 def _warn(what: str, e: Exception) -> None:
     """Tracking never costs results: a store that fails (locked, read-only, corrupt, unreachable)
-    gets one warning line and the stage goes on without it."""
+    gets one warning line (the first failure of the process) and the stage goes on without it."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     # SQLAlchemy leads with context; the driver's own line ("(sqlite3.X) …") says what went wrong.
     reason = next((line for line in lines if "Error)" in line), lines[0] if lines else "")
