@@ -7,7 +7,7 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
-from prefdiv import config, data, errors, tracking, trainer
+from prefdiv import config, errors, files, seeds, tracking, trainer
 
 
 def main() -> None:
@@ -34,15 +34,15 @@ def main() -> None:
         with trainer.work_dir() as work:
             curve, val_curve, final = trainer.train_policy(
                 args.sft,
-                data.read_jsonl(args.pairs),
-                data.read_jsonl(args.val_pairs),
+                files.read_jsonl(args.pairs),
+                files.read_jsonl(args.val_pairs),
                 loss=params.loss,
                 beta=params.beta,
                 beta_end=params.beta_end,
                 loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
                 p=p,
                 speed=params.active.speed,
-                seed=config.replicate_seed(params.seed, params.train_seed),
+                seed=seeds.replicate_seed(params.seed, params.train_seed),
                 out_dir=args.out,
                 work_dir=work,
                 dataset_cache=tracking.repo_root() / args.dataset_cache,  # shared by queued exps
@@ -55,9 +55,9 @@ def main() -> None:
         return
     if timings:  # setup = tokenising + reference log-probs (≈ 0 when `--dataset-cache` has them)
         print(f"train: setup {timings['setup_s']:.1f} s, training {timings['train_s']:.1f} s")
-    data.write_csv(args.curve, curve)
-    data.write_csv(args.val_curve, val_curve)
-    data.write_json(args.metrics, final)
+    files.write_csv(args.curve, curve)
+    files.write_csv(args.val_curve, val_curve)
+    files.write_json(args.metrics, final)
 
 
 if __name__ == "__main__":

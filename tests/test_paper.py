@@ -15,7 +15,7 @@ import yaml
 from conftest import REVIEWS
 from test_pipeline import ROOT, copy_project, run
 
-from prefdiv import config, data, models
+from prefdiv import config, data, files, models
 
 
 def _raw():
@@ -103,7 +103,7 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
     assert (repo / "models/sft/config.json").exists()  # a local copy: a DVC output
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["n_processes"] == 2 and train["steps"] == 2
-    assert len(data.read_jsonl(repo / "data/pairs/val.jsonl")) <= 4
-    test = data.read_jsonl(repo / "data/prompts/test.jsonl")
+    assert len(files.read_jsonl(repo / "data/pairs/val.jsonl")) <= 4
+    test = files.read_jsonl(repo / "data/prompts/test.jsonl")
     assert len(test) == 4 and all(r["id"].startswith("imdb-test-") for r in test)
     assert math.isfinite(json.loads((repo / "metrics/eval.json").read_text())["reward/mean"])
