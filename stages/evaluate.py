@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from prefdiv import config, data, errors, evaluation, models, tracking
+from prefdiv import config, data, errors, evaluation, files, load, seeds, tracking
 
 
 def main() -> None:
@@ -20,10 +20,10 @@ def main() -> None:
     params = config.load(args.params)
     s = params.active
 
-    policy, policy_tok = models.load_policy(args.policy)
-    reference, _ = models.load_policy(args.reference)
-    reward, reward_tok = models.load_reward(args.reward)
-    prompts = data.test_prompts(data.read_jsonl(args.prompts), policy_tok, s.prompts.prompt_tokens)
+    policy, policy_tok = load.load_policy(args.policy)
+    reference, _ = load.load_policy(args.reference)
+    reward, reward_tok = load.load_reward(args.reward)
+    prompts = data.test_prompts(files.read_jsonl(args.prompts), policy_tok, s.prompts.prompt_tokens)
     timings: dict = {}
     df, per_sample = evaluation.per_prompt(
         policy,
@@ -31,11 +31,11 @@ def main() -> None:
         reference,
         reward,
         reward_tok,
-        models.load_embedder(),
+        evaluation.load_embedder(),
         prompts,
         n=s.evaluate.n,
         gen=s.generation,
-        seed=config.replicate_seed(params.seed, params.train_seed),  # sampling
+        seed=seeds.replicate_seed(params.seed, params.train_seed),  # sampling
         entropy_tokens=s.evaluate.entropy_tokens,
         speed=s.speed,
         timings=timings,
@@ -43,9 +43,9 @@ def main() -> None:
     metrics = evaluation.summarise(
         df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
     )
-    data.write_json(args.metrics, metrics)
-    data.write_csv(args.per_prompt, df)
-    data.write_csv(args.per_sample, per_sample)
+    files.write_json(args.metrics, metrics)
+    files.write_csv(args.per_prompt, df)
+    files.write_csv(args.per_sample, per_sample)
 
     run_id = tracking.find_run(tracking.fingerprint(args.policy))
     tags = {k: getattr(params, k) for k in ("loss", "beta", "seed", "train_seed", "scale")}

@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, errors, pairs
+from prefdiv import config, errors, files, pairs
 
 
 def main() -> None:
@@ -16,14 +16,14 @@ def main() -> None:
     params = config.load(args.params)
     p = params.active.pairs
 
-    all_pairs, counts = pairs.make_pairs(data.read_jsonl(args.scored), p.min_margin)
+    all_pairs, counts = pairs.make_pairs(files.read_jsonl(args.scored), p.min_margin)
     train, val = pairs.split_by_prompt(
         all_pairs, p.val_fraction, seed=params.seed, max_val=p.max_val_pairs
     )
-    data.write_jsonl(args.train, train)
-    data.write_jsonl(args.val, val)
+    files.write_jsonl(args.train, train)
+    files.write_jsonl(args.val, val)
     counts.update(n_train_pairs=len(train), n_val_pairs=len(val))
-    data.write_json(args.metrics, counts)
+    files.write_json(args.metrics, counts)
     print(counts)
 
 

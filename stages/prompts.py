@@ -6,7 +6,7 @@ train split; test prompts and held-out model-evaluation reviews from its test sp
 
 import argparse
 
-from prefdiv import config, data, errors
+from prefdiv import config, data, errors, files
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
         ("model_train", args.model_train),
         ("model_val", args.model_val),
     ]:
-        n = data.write_jsonl(path, pools[name])
+        n = files.write_jsonl(path, pools[name])
         print(f"{name}: {n} reviews → {path}")
 
 

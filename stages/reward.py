@@ -3,7 +3,7 @@ or resolved from the Hub / a directory (paper)."""
 
 import argparse
 
-from prefdiv import config, data, errors, models
+from prefdiv import config, errors, files, load, models, rewards
 
 
 def main() -> None:
@@ -17,13 +17,13 @@ def main() -> None:
     params = config.load(args.params)
     p = params.active.reward
 
-    val = data.read_jsonl(args.val)
+    val = files.read_jsonl(args.val)
     if isinstance(p, config.PretrainedParams):
         metrics = models.resolve_pretrained(p.model, args.out, kind="reward")
-        metrics.update(models.accuracy(*models.load_reward(args.out), val))
+        metrics.update(rewards.accuracy(*load.load_reward(args.out), val))
     else:
-        metrics = models.train_reward(data.read_jsonl(args.reviews), val, p, args.out, params.seed)
-    data.write_json(args.metrics, metrics)
+        metrics = models.train_reward(files.read_jsonl(args.reviews), val, p, args.out, params.seed)
+    files.write_json(args.metrics, metrics)
     print(f"reward model held-out accuracy {metrics['val_accuracy']:.3f} → {args.out}")
 
 

@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, errors, models, sampling
+from prefdiv import config, data, errors, files, load, sampling
 
 
 def main() -> None:
@@ -15,8 +15,8 @@ def main() -> None:
     params = config.load(args.params)
     s = params.active
 
-    model, tokenizer = models.load_policy(args.policy)
-    rows = data.read_jsonl(args.prompts)
+    model, tokenizer = load.load_policy(args.policy)
+    rows = files.read_jsonl(args.prompts)
     prompts = [data.truncate_prompt(tokenizer, r["text"], s.prompts.prompt_tokens) for r in rows]
     samples = sampling.sample(
         model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample"
@@ -33,7 +33,7 @@ def main() -> None:
                 "responses": [r["text"] for r in kept],
             }
         )
-    data.write_jsonl(args.out, out)
+    files.write_jsonl(args.out, out)
     print(f"kept {n_kept}/{len(rows) * s.sample.k} samples (≥ {s.generation.min_tokens} tokens)")
 
 

@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, errors, models, rewards
+from prefdiv import config, errors, files, load, rewards
 
 
 def main() -> None:
@@ -14,10 +14,10 @@ def main() -> None:
     args = ap.parse_args()
     config.load(args.params)  # validate the whole file; this stage reads no parameter
 
-    model, tokenizer = models.load_reward(args.reward)
-    rows = data.read_jsonl(args.samples)
+    model, tokenizer = load.load_reward(args.reward)
+    rows = files.read_jsonl(args.samples)
     n = rewards.score_rows(model, tokenizer, rows)
-    data.write_jsonl(args.out, rows)
+    files.write_jsonl(args.out, rows)
     print(f"scored {n} samples → {args.out}")
 
 

@@ -2,7 +2,7 @@
 
 import argparse
 
-from prefdiv import config, data, errors, models
+from prefdiv import config, errors, files, load, models
 
 
 def main() -> None:
@@ -16,15 +16,15 @@ def main() -> None:
     params = config.load(args.params)
     p = params.active.sft
 
-    val = [r["text"] for r in data.iter_jsonl(args.val)]
+    val = [r["text"] for r in files.iter_jsonl(args.val)]
     if isinstance(p, config.PretrainedParams):
         metrics = models.resolve_pretrained(p.model, args.out, kind="policy")
-        model, tokenizer = models.load_policy(args.out)
+        model, tokenizer = load.load_policy(args.out)
         metrics.update(models.perplexity(model, tokenizer, val, block_size=p.block_size))
     else:
-        texts = [r["text"] for r in data.iter_jsonl(args.reviews)]
+        texts = [r["text"] for r in files.iter_jsonl(args.reviews)]
         metrics = models.train_sft(texts, val, p, args.out, seed=params.seed)
-    data.write_json(args.metrics, metrics)
+    files.write_json(args.metrics, metrics)
     print(f"SFT held-out perplexity {metrics['val_perplexity']:.1f} → {args.out}")
 
 

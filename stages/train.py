@@ -7,7 +7,7 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
-from prefdiv import config, data, errors, tracking, trainer
+from prefdiv import config, errors, files, seeds, tracking, trainer
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     main_process = trainer.accelerator_state().is_main_process
     tags = {k: getattr(params, k) for k in (*config.EXPERIMENT_KEYS, "scale")}
     hparams = {f"train.{k}": v for k, v in vars(p).items()}  # tags hold seed and train_seed
-    pairs = data.read_jsonl(args.pairs), data.read_jsonl(args.val_pairs)
+    pairs = files.read_jsonl(args.pairs), files.read_jsonl(args.val_pairs)
     run = dict(
         loss=params.loss,
         beta=params.beta,
@@ -38,7 +38,7 @@ def main() -> None:
         loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
         p=p,
         speed=params.active.speed,
-        seed=config.replicate_seed(params.seed, params.train_seed),
+        seed=seeds.replicate_seed(params.seed, params.train_seed),
     )
     # Under the repository root, like the dataset cache: a killed queued experiment's copy is gone.
     ckpt = trainer.checkpoint_dir(tracking.repo_root() / args.checkpoints, args.sft, pairs, run)
@@ -69,9 +69,9 @@ def main() -> None:
         return
     if timings:  # setup = tokenising + reference log-probs (≈ 0 when `--dataset-cache` has them)
         print(f"train: setup {timings['setup_s']:.1f} s, training {timings['train_s']:.1f} s")
-    data.write_csv(args.curve, curve)
-    data.write_csv(args.val_curve, val_curve)
-    data.write_json(args.metrics, final)
+    files.write_csv(args.curve, curve)
+    files.write_csv(args.val_curve, val_curve)
+    files.write_json(args.metrics, final)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_bench_study_random_init_times_both_paths_and_projects(tmp_path, monkeyp
     import yaml
     from conftest import REVIEWS
 
-    from prefdiv import cli, data
+    from prefdiv import cli, files
 
     root = Path(__file__).resolve().parents[1]
     raw = yaml.safe_load((root / "params.yaml").read_text())
@@ -47,7 +47,7 @@ def test_bench_study_random_init_times_both_paths_and_projects(tmp_path, monkeyp
     paper["speed"]["metric_workers"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     reviews = [{"id": str(i), "text": t, "label": i % 2} for i, t in enumerate(REVIEWS)]
-    data.write_jsonl(tmp_path / "reviews.jsonl", reviews)
+    files.write_jsonl(tmp_path / "reviews.jsonl", reviews)
     monkeypatch.setenv("PREFDIV_ALLOW_CPU", "1")
     out, profile = tmp_path / "bench.json", tmp_path / "profile"
     args = ["bench-study", "--random-init", "--tiny", "--params", str(tmp_path / "params.yaml")]

@@ -48,12 +48,6 @@ def test_truncate_prompt(tiny_policy):
     assert data.truncate_prompt(tok, "Short.", 32) == "Short."
 
 
-def test_jsonl_round_trip(tmp_path):
-    rows = [{"a": 1, "t": "é"}, {"a": 2, "t": "x"}]
-    assert data.write_jsonl(tmp_path / "x.jsonl", rows) == 2
-    assert data.read_jsonl(tmp_path / "x.jsonl") == rows
-
-
 def test_reward_tokenizer_is_deterministic_and_frames_with_cls_sep():
     from prefdiv import models
 

@@ -79,9 +79,9 @@ def test_embedding_diversity():
 
 
 def test_embedding_diversity_with_the_real_model():
-    from prefdiv import models
+    from prefdiv import evaluation
 
-    emb = models.load_embedder()
+    emb = evaluation.load_embedder()
     same = emb.encode(["A wonderful, moving film."] * 3)
     diff = emb.encode(
         [

@@ -15,7 +15,7 @@ import yaml
 from conftest import REVIEWS
 from test_pipeline import ROOT, copy_project, run
 
-from prefdiv import config, data, models
+from prefdiv import config, data, files, models
 
 
 def _raw():
@@ -106,7 +106,7 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
     assert train["n_processes"] == 2 and train["steps"] == 2
     ckpts = repo / ".dvc/tmp/train-checkpoints"  # written at steps 1 and 2 …
     assert ckpts.is_dir() and not any(ckpts.iterdir())  # … and removed with the finished run
-    assert len(data.read_jsonl(repo / "data/pairs/val.jsonl")) <= 4
-    test = data.read_jsonl(repo / "data/prompts/test.jsonl")
+    assert len(files.read_jsonl(repo / "data/pairs/val.jsonl")) <= 4
+    test = files.read_jsonl(repo / "data/prompts/test.jsonl")
     assert len(test) == 4 and all(r["id"].startswith("imdb-test-") for r in test)
     assert math.isfinite(json.loads((repo / "metrics/eval.json").read_text())["reward/mean"])

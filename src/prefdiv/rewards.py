@@ -51,6 +51,17 @@ def score_rows(model, tokenizer, rows: list[dict]) -> int:
     return len(texts)
 
 
+@torch.no_grad()
+def accuracy(model, tokenizer, rows: list[dict], batch_size: int = 64) -> dict:
+    """Held-out accuracy of a sentiment classifier on labelled reviews (label 1 = positive)."""
+    correct = 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        pred = model(**encode(model, tokenizer, [r["text"] for r in batch])).logits.argmax(-1).cpu()
+        correct += int((pred == torch.tensor([r["label"] for r in batch])).sum())
+    return {"val_accuracy": correct / len(rows), "n_val": len(rows)}
+
+
 def vader_compound(texts: list[str]) -> np.ndarray:
     """VADER compound sentiment (−1…1) of every text: an independent judge, never trained on.
 

@@ -26,11 +26,12 @@ import torch
 from accelerate import PartialState
 from datasets import Dataset, load_from_disk
 from filelock import FileLock
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
-from prefdiv import losses, models
+from prefdiv import load, losses
 from prefdiv.config import SpeedParams, TrainParams
+from prefdiv.files import atomic_dir
 
 WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
@@ -227,7 +228,7 @@ def accelerator_state() -> PartialState:
 # never resumed.
 _STATE = "trainer_state.json"  # written last by `Trainer._save_checkpoint`: its presence = complete
 _RUN_ID = "mlflow_run_id"
-_CODE = (Path(__file__), Path(losses.__file__))
+_CODE = (Path(__file__), Path(losses.__file__), Path(load.__file__))  # what computes the steps
 
 
 def checkpoint_dir(
@@ -341,7 +342,8 @@ def train_policy(
     """
     out_dir = Path(out_dir)
     if loss == "sft":
-        shutil.copytree(sft_dir, out_dir, dirs_exist_ok=True)
+        with atomic_dir(out_dir) as tmp:  # complete or absent, as a trained policy
+            shutil.copytree(sft_dir, tmp, dirs_exist_ok=True)
         empty_train, empty_val = _curves([])
         return empty_train, empty_val, {}
 
@@ -400,10 +402,8 @@ def train_policy(
         dataloader_num_workers=speed.loader_workers,
         dataloader_persistent_workers=speed.loader_workers > 0,
     )
-    tokenizer = AutoTokenizer.from_pretrained(sft_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = models.fuse_gelu(AutoModelForCausalLM.from_pretrained(sft_dir))
+    tokenizer = load.policy_tokenizer(sft_dir)
+    model = load.fuse_gelu(AutoModelForCausalLM.from_pretrained(sft_dir))
 
     def to_ds(rows: list[dict], name: str) -> Dataset:
         # On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
@@ -452,14 +452,16 @@ def train_policy(
         timings |= {"setup_s": set_up - started, "train_s": time.perf_counter() - set_up}
     train_curve, val_curve = _curves(trainer.state.log_history)
     final = trainer.evaluate() if val_pairs else {}
-    trainer.save_model(str(out_dir))  # main process only
-    if state.is_main_process:
-        tokenizer.save_pretrained(out_dir)
-        # TRL's pickled arguments name the temporary work dir: drop them, or the output would
-        # differ on every run.
-        (out_dir / "training_args.bin").unlink(missing_ok=True)
-        if checkpoints:  # the policy is saved: nothing left to resume
-            shutil.rmtree(checkpoints, ignore_errors=True)
+    # Complete or absent: a run killed while saving leaves no policy a later stage would load.
+    with atomic_dir(out_dir, writer=state.is_main_process) as tmp:
+        trainer.save_model(str(tmp))  # main process only
+        if state.is_main_process:
+            tokenizer.save_pretrained(tmp)
+            # TRL's pickled arguments name the temporary work dir: drop them, or the output would
+            # differ on every run.
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+    if checkpoints and state.is_main_process:  # the policy is saved: nothing left to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
     timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
     final = {
         f"val/{k.removeprefix('eval_')}": v

@@ -2,11 +2,12 @@
 
 import copy
 
+import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.activations import GELUTanh, NewGELUActivation
 
-from prefdiv import models
+from prefdiv import load
 
 
 def _gpt2(**kw):
@@ -21,7 +22,7 @@ def _count(model, cls):
 
 def test_fused_gelu_is_the_same_function_forward_and_backward():
     plain = _gpt2()
-    fused = models.fuse_gelu(copy.deepcopy(plain))
+    fused = load.fuse_gelu(copy.deepcopy(plain))
     assert _count(plain, NewGELUActivation) == 2 and _count(fused, NewGELUActivation) == 0
     assert _count(fused, GELUTanh) == 2
     assert fused.config.activation_function == "gelu_new"  # saved models stay unchanged
@@ -37,9 +38,25 @@ def test_fused_gelu_is_the_same_function_forward_and_backward():
 def test_other_activations_are_left_alone():
     model = _gpt2(activation_function="relu")
     before = [type(m) for m in model.modules()]
-    assert [type(m) for m in models.fuse_gelu(model).modules()] == before
+    assert [type(m) for m in load.fuse_gelu(model).modules()] == before
 
 
 def test_load_policy_fuses(hub_like):
-    model, _ = models.load_policy(hub_like / "gpt2-imdb")
+    model, _ = load.load_policy(hub_like / "gpt2-imdb")
     assert _count(model, NewGELUActivation) == 0 and _count(model, GELUTanh) > 0
+
+
+def test_policy_tokenizer_pads_and_load_policy_pads_left(hub_like):
+    tokenizer = load.policy_tokenizer(hub_like / "gpt2-imdb")
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert tokenizer.padding_side == "right"  # training's tokenizer, saved with the policy, as is
+    _, for_generation = load.load_policy(hub_like / "gpt2-imdb")
+    assert for_generation.padding_side == "left"
+
+
+def test_a_missing_model_directory_is_a_user_error(tmp_path):
+    from prefdiv.errors import UserError
+
+    for loader in (load.load_policy, load.load_reward):
+        with pytest.raises(UserError, match=r"model directory '.*sft' does not exist.*dvc repro"):
+            loader(tmp_path / "models" / "sft")

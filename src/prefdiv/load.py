@@ -1,0 +1,62 @@
+"""Loading the models the pipeline wrote: the device, the policy (with its tokenizer), the reward.
+
+Kept apart from `models.py` (which builds the models) so that the stages that only load a model
+(`sample`, `score`, `train`, `evaluate`) do not depend on how it was built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.activations import GELUTanh, NewGELUActivation
+
+from prefdiv.files import model_dir
+
+
+def device() -> torch.device:
+    """The GPU when there is one (paper scale), else the CPU; every loaded model goes there."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fuse_gelu(model):
+    """`model` with GPT-2's GELU (`gelu_new`) computed by one fused kernel; returns it.
+
+    transformers computes `gelu_new`, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as 8 elementwise
+    operations in Python, each a pass over the (tokens × 4·n_embd) MLP activations, and autograd
+    saves their intermediates for the backward. `gelu_pytorch_tanh` (`GELUTanh`) is the same
+    formula in one kernel (`F.gelu(x, approximate="tanh")`, equal up to float rounding, tested),
+    as nanoGPT uses: fewer passes over memory, fewer saved tensors. The config is left as is, so
+    saved models are unchanged; every GPT-2 that prefdiv builds or loads goes through here.
+    """
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(parent, name, GELUTanh())
+    return model
+
+
+def policy_tokenizer(path: str | Path):
+    """The tokenizer of a causal-LM directory, with a pad token (training and generation pad)."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(path))
+    if tokenizer.pad_token is None:  # GPT-2 has no pad token: pad with EOS, masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(path: str | Path):
+    """(model, tokenizer) of a causal-LM directory, tokenizer set up for batched generation."""
+    tokenizer = policy_tokenizer(path)
+    tokenizer.padding_side = "left"  # decoder-only batches must be left-padded to generate
+    model = fuse_gelu(AutoModelForCausalLM.from_pretrained(path)).to(device())
+    model.eval()
+    return model, tokenizer
+
+
+def load_reward(path: str | Path):
+    """(model, tokenizer) of a sequence-classification directory whose label 1 is POSITIVE."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(path))
+    model = AutoModelForSequenceClassification.from_pretrained(path).to(device())
+    model.eval()
+    return model, tokenizer
