@@ -90,7 +90,7 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
         eval_steps=1,
         num_processes=2,
     )
-    paper["evaluate"].update(n=3, bootstrap=20, entropy_tokens=1)  # ≤ min_tokens
+    paper["evaluate"].update(n=3, bootstrap=40, entropy_tokens=1)  # ≤ min_tokens
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, config.ALLOW_CPU: "1", "PREFDIV_TRACKING": "0"}
     run(["git", "init", "-q"], repo)
