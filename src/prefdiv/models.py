@@ -33,6 +33,7 @@ from transformers import (
 from transformers.activations import GELUTanh, NewGELUActivation
 
 from prefdiv.config import RewardParams, SFTParams
+from prefdiv.errors import UserError
 from prefdiv.rewards import encode
 
 EOS = "<|endoftext|>"
@@ -179,19 +180,18 @@ def resolve_pretrained(name: str, out_dir: str | Path, kind: str) -> dict:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = auto.from_pretrained(name)
-    except OSError as e:
-        local = Path(name).exists()
-        why = (
-            "is not a loadable model directory"
-            if local
-            else (
-                "is not a local directory and could not be fetched from the Hugging Face Hub "
-                "(offline, or a wrong id?)"
-            )
-        )
-        raise RuntimeError(
-            f"cannot load {kind} model {name!r}: it {why}. Give a local model directory instead "
-            f"(e.g. one written by `save_pretrained`). [{type(e).__name__}]"
+    except (OSError, ValueError) as e:  # ValueError: a directory of another kind of model
+        if Path(name).is_dir():
+            first = str(e).splitlines()[0].rstrip(": ") if str(e) else type(e).__name__
+            raise UserError(
+                f"cannot load {kind} model {name!r}: the directory holds no loadable "
+                f"{auto.__name__} and tokenizer ({first}); give a directory written by "
+                "`save_pretrained`"
+            ) from None
+        raise UserError(
+            f"cannot load {kind} model {name!r}: it is not a local directory and could not be "
+            "fetched from the Hugging Face Hub (offline, or a wrong id?). Give a local model "
+            f"directory instead (e.g. one written by `save_pretrained`). [{type(e).__name__}]"
         ) from None
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

@@ -31,6 +31,7 @@ from trl import DPOConfig, DPOTrainer
 
 from prefdiv import losses, models
 from prefdiv.config import SpeedParams, TrainParams
+from prefdiv.errors import UserError
 
 WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
@@ -278,9 +279,9 @@ def train_policy(
         return empty_train, empty_val, {}
 
     if not train_pairs:
-        raise ValueError(
-            "no training pairs: every pair was a tie or no response was kept; "
-            "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
+        raise UserError(
+            "no training pairs: every pair was a tie or no response was kept; lower "
+            "pairs.min_margin or generation.min_tokens, or sample more (sample.k)"
         )
     on_gpu = torch.cuda.is_available()
     state = accelerator_state()
