@@ -188,8 +188,9 @@ def test_stage_fails_fast_on_bad_params(tmp_path, raw):
         text=True,
         timeout=120,
     )
-    assert out.returncode != 0
-    assert "loss = 'dpoo' is not allowed" in out.stderr
+    assert out.returncode == 2  # errors.EXIT_USER_ERROR: one line, no traceback
+    assert out.stderr.startswith("prefdiv: params.yaml: loss = 'dpoo' is not allowed")
+    assert len(out.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,8 @@ def test_unreachable_hub_id_is_a_one_line_error_naming_it(tmp_path):
     with pytest.raises(UserError) as e:
         models.resolve_pretrained("lvwerra/gpt2-imdb", tmp_path / "m", kind="policy")
     msg = str(e.value)
-    assert "'lvwerra/gpt2-imdb'" in msg and "local model directory" in msg and "\n" not in msg
+    assert "'lvwerra/gpt2-imdb'" in msg and "point sft.model at a local copy" in msg
+    assert "\n" not in msg
     with pytest.raises(UserError, match="dataset 'imdb'.*Hub cannot be reached.*local copy"):
         data.load_reviews("imdb", "train")
 

@@ -176,22 +176,25 @@ def resolve_pretrained(name: str, out_dir: str | Path, kind: str) -> dict:
     `kind` is "policy" (causal LM) or "reward" (sequence classifier). Saving a local copy makes
     the model a DVC output: cached, pushed to the remote, and pinned by its hash in `dvc.lock`.
     """
-    auto = {"policy": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}[kind]
+    auto, key = {  # key: the param that names the model
+        "policy": (AutoModelForCausalLM, "sft.model"),
+        "reward": (AutoModelForSequenceClassification, "reward.model"),
+    }[kind]
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = auto.from_pretrained(name)
     except (OSError, ValueError) as e:  # ValueError: a directory of another kind of model
+        cannot = f"cannot load {kind} model {name!r}"
         if Path(name).is_dir():
             first = str(e).splitlines()[0].rstrip(": ") if str(e) else type(e).__name__
             raise UserError(
-                f"cannot load {kind} model {name!r}: the directory holds no loadable "
-                f"{auto.__name__} and tokenizer ({first}); give a directory written by "
-                "`save_pretrained`"
+                f"{cannot}: the directory holds no loadable {auto.__name__} and tokenizer "
+                f"({first}); point {key} at a directory written by `save_pretrained`"
             ) from None
         raise UserError(
-            f"cannot load {kind} model {name!r}: it is not a local directory and could not be "
-            "fetched from the Hugging Face Hub (offline, or a wrong id?). Give a local model "
-            f"directory instead (e.g. one written by `save_pretrained`). [{type(e).__name__}]"
+            f"{cannot}: it is not a local directory and the Hugging Face Hub did not serve it "
+            f"(offline, or a wrong id?); point {key} at a local copy (a directory written by "
+            "`save_pretrained`)"
         ) from None
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
