@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import sys
 
 from prefdiv import config, data, errors, evaluation, files, load, seeds, tracking
 
@@ -43,6 +44,8 @@ def main() -> None:
     metrics = evaluation.summarise(
         df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
     )
+    if warning := evaluation.dropped_warning(metrics, s.generation.min_tokens):
+        print(warning, file=sys.stderr)
     files.write_json(args.metrics, metrics)
     files.write_csv(args.per_prompt, df)
     files.write_csv(args.per_sample, per_sample)

@@ -24,15 +24,21 @@ def test_repository_params_are_valid():
         p.loss = "sft"
 
 
+def _with(raw, changes: dict) -> dict:
+    """A copy of `raw` with the dotted keys of `changes` set."""
+    out = copy.deepcopy(raw)
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return out
+
+
 def _error(raw, path, value):
-    bad = copy.deepcopy(raw)
-    *parents, leaf = path.split(".")
-    node = bad
-    for key in parents:
-        node = node[key]
-    node[leaf] = value
     with pytest.raises(ParamsError) as e:
-        config.validate(bad)
+        config.validate(_with(raw, {path: value}))
     return str(e.value)
 
 
@@ -44,7 +50,7 @@ def _error(raw, path, value):
         ("beta", -0.1, ["beta", "-0.1", "> 0"]),
         ("scale", "huge", ["scale", "'huge'", "demo"]),
         ("demo.sample.k", -4, ["demo.sample.k", "-4", "≥ 2"]),
-        ("demo.evaluate.n", -1, ["demo.evaluate.n", "-1", "> 0"]),
+        ("demo.evaluate.n", -1, ["demo.evaluate.n", "-1", "≥ 2"]),
         ("demo.train.max_steps", "many", ["demo.train.max_steps", "'many'", "int"]),
         ("demo.pairs.val_fraction", 1.0, ["demo.pairs.val_fraction", "1.0", "[0, 1)"]),
         ("paper.train.max_length", 200, ["paper.train.max_length", "200", "≥", "= 289"]),
@@ -69,6 +75,80 @@ def test_bad_values_name_key_value_and_allowed(raw, path, value, must_say):
     msg = _error(raw, path, value)
     for s in must_say:
         assert s in msg, (s, msg)
+
+
+# Values that can only give NaN, degenerate metrics or a crash mid-pipeline: each message names
+# the key, the value, what is allowed and why.
+@pytest.mark.parametrize(
+    "changes, must_say",
+    [
+        ({"demo.evaluate.n": 1}, ["demo.evaluate.n = 1", "≥ 2", "self-BLEU", "NaN"]),
+        ({"paper.prompts.n_test": 1}, ["paper.prompts.n_test = 1", "≥ 2", "interval"]),
+        ({"demo.evaluate.bootstrap": 39}, ["demo.evaluate.bootstrap = 39", "≥ 40", "tail"]),
+        ({"seed": 2**32}, ["seed = 4294967296", "[0, 4294967296)", "numpy"]),
+        ({"demo.sample.k": 1}, ["demo.sample.k = 1", "≥ 2", "pair"]),
+        (
+            {"demo.generation.max_new_tokens": 9},
+            ["demo.generation.max_new_tokens = 9", "≥ generation.min_tokens = 10", "no sample"],
+        ),
+        (
+            {"demo.sft.block_size": 64},  # 32 prompt + 48 new + EOS = 81 positions
+            ["demo.generation.max_new_tokens = 48", "= 81", "≤ sft.block_size = 64", "position"],
+        ),
+        (
+            {"demo.speed.fixed_length": True, "demo.train.max_length": 136},
+            ["demo.train.max_length = 136", "fixed_length", "≤ sft.block_size = 128", "padded"],
+        ),
+        ({"paper.generation.top_k": 1}, ["paper.generation.top_k = 1", "≥ 2", "greedy"]),
+        ({"demo.prompts.n_model_train": 0}, ["demo.prompts.n_model_train = 0", "> 0", "SFT"]),
+        ({"demo.sft.n_head": 3}, ["demo.sft.n_embd = 128", "multiple of sft.n_head = 3"]),
+        ({"demo.reward.n_head": 5}, ["demo.reward.dim = 128", "multiple of reward.n_head = 5"]),
+        (
+            {"demo.sft.warmup_steps": 1500},
+            ["demo.sft.warmup_steps = 1500", "< sft.max_steps = 1500", "warming up"],
+        ),
+        ({"demo.reward.warmup_steps": 800}, ["demo.reward.warmup_steps = 800", "< reward.max"]),
+        ({"paper.train.warmup_steps": 7000}, ["paper.train.warmup_steps = 7000", "< train.max"]),
+        (
+            {"demo.train.logging_steps": 201},
+            ["demo.train.logging_steps = 201", "≤ train.max_steps = 200", "curve would be empty"],
+        ),
+        (
+            {"paper.train.num_processes": 5},
+            ["paper.train.batch_size = 24", "multiple of train.num_processes = 5"],
+        ),
+        (
+            {"demo.pairs.val_fraction": 0.001},
+            ["demo.pairs.val_fraction = 0.001", "round(300 × 0.001) = 0", "no validation pairs"],
+        ),
+        (
+            {"demo.pairs.val_fraction": 0.999},
+            ["demo.pairs.val_fraction = 0.999", "= 300 of the 300", "no training pairs"],
+        ),
+    ],
+)
+def test_meaningless_values_are_rejected_with_the_reason(raw, changes, must_say):
+    with pytest.raises(ParamsError) as e:
+        config.validate(_with(raw, changes))
+    msg = str(e.value)
+    assert msg.startswith("params.yaml: ") and "\n" not in msg
+    for s in must_say:
+        assert s in msg, (s, msg)
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("paper.train.max_steps", None),  # epochs: warm-up and logging unchecked, not refused
+        ("demo.pairs.val_fraction", 0.0),  # no validation, on purpose
+        ("demo.generation.top_k", 0),  # no top-k filtering
+        ("demo.train.eval_steps", 500),  # > max_steps: still one evaluation, after the last step
+        ("paper.prompts.n_model_train", 0),  # paper scale trains no model
+        ("demo.generation.max_new_tokens", 10),  # = min_tokens: only full-length samples kept
+    ],
+)
+def test_edge_values_that_still_measure_something_are_accepted(raw, path, value):
+    config.validate(_with(raw, {path: value}))
 
 
 def test_sft_needs_no_beta(raw):
@@ -108,8 +188,9 @@ def test_stage_fails_fast_on_bad_params(tmp_path, raw):
         text=True,
         timeout=120,
     )
-    assert out.returncode != 0
-    assert "loss = 'dpoo' is not allowed" in out.stderr
+    assert out.returncode == 2  # errors.EXIT_USER_ERROR: one line, no traceback
+    assert out.stderr.startswith("prefdiv: params.yaml: loss = 'dpoo' is not allowed")
+    assert len(out.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

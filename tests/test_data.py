@@ -39,6 +39,20 @@ def test_pools_are_disjoint_balanced_and_seeded(reviews):
     assert more["model_train"] == pools["model_train"]
 
 
+def test_pools_larger_than_the_data_are_one_line_user_errors():
+    from prefdiv.errors import UserError
+
+    rows = [{"id": str(i), "text": f"review {i}", "label": int(i < 6)} for i in range(10)]
+    kw = dict(n_train=2, n_test=2, n_model_train=0, n_model_val=0, seed=0)
+    with pytest.raises(UserError, match=r"7 \+ 4 is more than the 10 reviews"):
+        data.split_pools(rows, **{**kw, "n_model_val": 7, "n_model_train": 4})
+    with pytest.raises(UserError) as e:  # 4 negative reviews: 1 to test, 3 of 4 for train
+        data.split_pools(rows, **{**kw, "n_train": 8})
+    assert "not enough reviews for 8 prompts balanced by label (1 more negative needed)" in str(
+        e.value
+    )
+
+
 def test_truncate_prompt(tiny_policy):
     _, tok = tiny_policy
     text = "This movie was great, the acting was wonderful and the story moving."

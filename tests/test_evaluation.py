@@ -101,3 +101,60 @@ def test_summarise_names_cis_and_label_split():
         assert f"{name}_negative" in m and f"{name}_positive" in m
     assert m["kept_fraction"] == 1.0
     assert m["reward/mean_negative"] == pytest.approx(df["reward_mean"][::2].mean())
+
+
+def _prompt_samples(lengths: list[int], first: int) -> list[dict]:
+    """Samples of one prompt with these token counts (distinct ids, texts naming them)."""
+    ids = [list(range(first + 10 * i, first + 10 * i + n)) for i, n in enumerate(lengths)]
+    return [{"token_ids": t, "text": f"sample {t[0]} of {len(t)} tokens"} for t in ids]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # embedder None: NaN embedding, empty mean
+def test_prompts_with_fewer_than_two_kept_samples_are_dropped_and_counted(tiny_policy, hub_like):
+    from prefdiv import models
+    from prefdiv.config import GenerationParams, SpeedParams
+
+    policy, tok = tiny_policy
+    reward, reward_tok = models.load_reward(hub_like / "distilbert-imdb")
+    gen = GenerationParams(
+        max_new_tokens=8, temperature=0.7, top_k=0, no_repeat_ngram_size=0, min_tokens=3,
+        batch_size=4,
+    )  # fmt: skip
+    texts = ["The film was", "A long story", "Great", "Awful"]
+    prompts = [{"prompt_id": f"p{i}", "prompt": t, "label": i % 2} for i, t in enumerate(texts)]
+    samples = [  # kept (≥ 3 tokens): 3, 2, 1 and 0 samples
+        _prompt_samples([5, 3, 7], 20),
+        _prompt_samples([4, 2, 6], 50),
+        _prompt_samples([6, 1], 80),
+        _prompt_samples([2, 2], 110),
+    ]
+
+    def evaluate(at):
+        return evaluation.per_prompt(
+            policy, tok, policy, reward, reward_tok, None, [prompts[i] for i in at],
+            n=3, gen=gen, seed=0, entropy_tokens=3, speed=SpeedParams(),
+            samples=[samples[i] for i in at],
+        )  # fmt: skip
+
+    df, per_sample = evaluate(range(4))
+    measured, _ = evaluate(range(2))
+    assert df["n_kept"].tolist() == [3, 2, 1, 0]
+    # the measured prompts' rows are what they are without the dropped ones (NaN-aware) …
+    assert df.iloc[:2].equals(measured)
+    assert df.loc[:1, "distinct_2"].notna().all() and df.loc[:1, "reward_mean"].notna().all()
+    # … and a dropped prompt has no metric, though its one kept sample has a reward
+    assert df.loc[2:, list(evaluation.HEADLINE)].isna().all().all()
+    assert per_sample["prompt_id"].tolist().count("p2") == 1
+
+    m = evaluation.summarise(df, n=3, bootstrap=50, seed=0)
+    alone = evaluation.summarise(measured, n=3, bootstrap=50, seed=0)
+    assert (m["n_prompts"], m["n_prompts_used"], m["n_prompts_dropped"]) == (4, 2, 2)
+    assert (alone["n_prompts_used"], alone["n_prompts_dropped"]) == (2, 0)
+    for name in evaluation.HEADLINE.values():
+        for key in (name, f"{name}_ci_low", f"{name}_negative", f"{name}_positive"):
+            assert m[key] == alone[key] or math.isnan(m[key]) and math.isnan(alone[key]), key
+    assert m["kept_fraction"] == 6 / 12  # the sampling statistics still see every prompt
+    warning = evaluation.dropped_warning(m, gen.min_tokens)
+    assert warning.startswith("prefdiv: warning: 2 of 4 test prompts") and "\n" not in warning
+    assert "n_prompts_dropped" in warning and "other 2" in warning
+    assert evaluation.dropped_warning(alone, gen.min_tokens) is None

@@ -9,6 +9,7 @@ import json
 import math
 import os
 
+import datasets
 import pytest
 import torch
 import yaml
@@ -16,6 +17,7 @@ from conftest import REVIEWS
 from test_pipeline import ROOT, copy_project, run
 
 from prefdiv import config, data, files, models
+from prefdiv.errors import UserError
 
 
 def _raw():
@@ -50,12 +52,38 @@ def test_paper_scale_without_gpu_stops_at_once(tmp_path, monkeypatch):
 
 def test_unreachable_hub_id_is_a_one_line_error_naming_it(tmp_path):
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # conftest: as on a machine without the Hub
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(UserError) as e:
         models.resolve_pretrained("lvwerra/gpt2-imdb", tmp_path / "m", kind="policy")
     msg = str(e.value)
-    assert "'lvwerra/gpt2-imdb'" in msg and "local model directory" in msg and "\n" not in msg
-    with pytest.raises(RuntimeError, match="dataset 'imdb'.*local copy"):
+    assert "'lvwerra/gpt2-imdb'" in msg and "point sft.model at a local copy" in msg
+    assert "\n" not in msg
+    with pytest.raises(UserError, match="dataset 'imdb'.*Hub cannot be reached.*local copy"):
         data.load_reviews("imdb", "train")
+
+
+def test_local_directories_that_hold_no_model_or_dataset_are_one_line_errors(hub_like, tmp_path):
+    reward_dir, empty = str(hub_like / "distilbert-imdb"), tmp_path / "empty"
+    empty.mkdir()
+    for name, kind, says in [
+        (reward_dir, "policy", "AutoModelForCausalLM and tokenizer (Unrecognized configuration"),
+        (str(empty), "reward", "AutoModelForSequenceClassification and tokenizer"),
+    ]:
+        with pytest.raises(UserError) as e:
+            models.resolve_pretrained(name, tmp_path / "m", kind=kind)
+        msg = str(e.value)
+        assert f"cannot load {kind} model {name!r}" in msg and says in msg and "\n" not in msg
+    one_split = tmp_path / "train-only"
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": ["a"], "label": [0]})
+    ).save_to_disk(one_split)
+    with pytest.raises(UserError, match="split 'test'.*no such split"):
+        data.load_reviews(str(one_split), "test")
+    unlabelled = tmp_path / "unlabelled"
+    datasets.DatasetDict(test=datasets.Dataset.from_dict({"review": ["a"]})).save_to_disk(
+        unlabelled
+    )
+    with pytest.raises(UserError, match=r"no label or text column \(columns: review\)"):
+        data.load_reviews(str(unlabelled), "test")
 
 
 def test_local_dataset_loads_like_the_hub_one(hub_like):
@@ -91,7 +119,7 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
         save_steps=1,  # checkpoints under DDP (removed when the run finishes)
         num_processes=2,
     )
-    paper["evaluate"].update(n=3, bootstrap=20, entropy_tokens=1)  # ≤ min_tokens
+    paper["evaluate"].update(n=3, bootstrap=40, entropy_tokens=1)  # ≤ min_tokens
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, config.ALLOW_CPU: "1", "PREFDIV_TRACKING": "0"}
     run(["git", "init", "-q"], repo)

@@ -1,10 +1,16 @@
 """The README's paths and commands exist; dvc.yaml stages match stages/ files."""
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
+from test_pipeline import copy_project
+
+from prefdiv import config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -65,3 +71,62 @@ def test_dvc_stages_match_stage_files():
     for name, stage in dvc.items():
         assert f"stages/{name}.py" in stage["cmd"], name
         assert f"stages/{name}.py" in stage["deps"], name
+
+
+def _error_examples() -> list[tuple[str, str]]:
+    """(command, its `prefdiv:` line) of every README console block that shows a user error."""
+    examples = []
+    for body in re.findall(r"```console\n(.*?)```", README, flags=re.S):
+        lines = body.splitlines()
+        errors = [ln for ln in lines if ln.startswith("prefdiv: ")]
+        if errors:
+            (cmd,) = [ln.removeprefix("$ ") for ln in lines if ln.startswith("$ ")]
+            (error,) = errors
+            examples.append((cmd, error))
+    return examples
+
+
+ERRORS = _error_examples()
+
+
+def test_readme_shows_its_error_examples():
+    shown = " ".join(line for _, line in ERRORS)
+    for what in [
+        "loss = 'dpoo'",
+        "needs a CUDA GPU",
+        "dataset 'imdb'",
+        "model 'lvwerra/gpt2-imdb'",
+    ]:
+        assert what in shown, what
+
+
+@pytest.mark.parametrize("cmd, line", ERRORS, ids=[line[9:40] for _, line in ERRORS])
+def test_readme_error_example_is_the_programs_output(cmd, line, tmp_path):
+    """The README's command, run in a fresh copy of the project, prints the README's line."""
+    import torch
+
+    gpu_check = "needs a CUDA GPU" in line
+    if gpu_check and torch.cuda.is_available():
+        pytest.skip("the GPU check only stops machines without one")
+    repo = tmp_path / "repo"
+    copy_project(repo)
+    git = {
+        f"GIT_{who}_{what}": "t" for who in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")
+    }
+    env = {**os.environ, **git, "PREFDIV_TRACKING": "0"}
+    # The Hub examples are what a GPU machine without the Hub prints; this one passes the GPU
+    # check by the override. The Hub is never reached here (conftest: HF_HUB_OFFLINE=1); the
+    # message is the same as after a failed connection.
+    if gpu_check:
+        env.pop(config.ALLOW_CPU, None)
+    else:
+        env[config.ALLOW_CPU] = "1"
+    for git_cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "project"]):
+        subprocess.run(["git", *git_cmd], cwd=repo, env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        shlex.split(cmd), cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode != 0
+    assert line in out.stderr.splitlines(), out.stderr[-3000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "exited with 2" in out.stderr  # errors.EXIT_USER_ERROR, through DVC

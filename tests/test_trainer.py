@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from prefdiv import losses, trainer
 from prefdiv.config import SpeedParams, TrainParams
+from prefdiv.errors import UserError
 
 P = TrainParams(
     learning_rate=1e-3,
@@ -97,7 +98,7 @@ def test_annealed_beta_is_logged_every_step(sft_dir, tmp_path):
 
 
 def test_no_pairs_fails_with_a_clear_message(sft_dir, tmp_path):
-    with pytest.raises(ValueError, match="no training pairs"):
+    with pytest.raises(UserError, match="no training pairs"):
         _train(sft_dir, tmp_path, [], [])
 
 

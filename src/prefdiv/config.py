@@ -34,8 +34,13 @@ class ParamsError(UserError, ValueError):
     """A bad value in `params.yaml`; the message names the key, the value and what is allowed."""
 
 
-def _spec(*, gt=None, ge=None, lt=None, le=None, choices=None, default=dataclasses.MISSING):
-    return field(default=default, metadata=dict(gt=gt, ge=ge, lt=lt, le=le, choices=choices))
+def _spec(
+    *, gt=None, ge=None, lt=None, le=None, choices=None, why=None, default=dataclasses.MISSING
+):
+    """A field with its allowed range or choices; `why` (the reason for a bound that is not
+    obvious) ends the error message."""
+    meta = dict(gt=gt, ge=ge, lt=lt, le=le, choices=choices, why=why)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,9 @@ class PromptsParams:
     # dataset with `text`/`label` and train/test splits: a Hub id ("imdb") or a local directory.
     dataset: str = _spec()
     n_train: int = _spec(gt=0)  # train prompts (balanced by source label)
-    n_test: int = _spec(gt=0)  # test prompts (balanced by source label)
+    n_test: int = _spec(  # test prompts (balanced by source label)
+        ge=2, why="a 95 % interval over prompts needs two, and each source label one"
+    )
     n_model_train: int = _spec(ge=0)  # reviews that train the SFT policy and reward model
     n_model_val: int = _spec(gt=0)  # held-out reviews for SFT perplexity / reward accuracy
     prompt_tokens: int = _spec(gt=0)  # prompt = first ≤ this many policy tokens of a review
@@ -98,7 +105,7 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class SampleParams:
-    k: int = _spec(ge=2)  # continuations per train prompt (pairs need ≥ 2)
+    k: int = _spec(ge=2, why="a preference pair is two samples of one prompt")  # per train prompt
 
 
 @dataclass(frozen=True)
@@ -128,8 +135,14 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    n: int = _spec(gt=0)  # samples per test prompt
-    bootstrap: int = _spec(gt=0)  # bootstrap resamples over prompts for the 95 % CI
+    n: int = _spec(  # samples per test prompt
+        ge=2,
+        why="diversity compares a prompt's samples with each other; with one, self-BLEU and "
+        "embedding diversity are NaN and distinct-n measures a single text",
+    )
+    bootstrap: int = _spec(  # bootstrap resamples over prompts for the 95 % CI
+        ge=40, why="each 2.5 % tail of the 95 % interval needs at least one resample"
+    )
     # length-fair unigram entropy: first this many tokens of each kept sample (≤ min_tokens)
     entropy_tokens: int = _spec(gt=0)
 
@@ -180,7 +193,7 @@ class PaperScale(ScaleParams):
 @dataclass(frozen=True, kw_only=True)  # kw_only: a defaulted key (train_seed) may sit anywhere
 class Params:
     scale: str = _spec(choices=SCALES)
-    seed: int = _spec(ge=0)
+    seed: int = _spec(ge=0, lt=2**32, why="numpy's random seeds end there")
     train_seed: int = _spec(ge=0, default=0)  # replicate of training + evaluation sampling
     loss: str = _spec()
     beta: float = _spec()
@@ -215,8 +228,9 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
         "le": lambda b: value <= b,
     }
     if not all(ok(meta[k]) for k, ok in checks.items() if meta.get(k) is not None):
+        why = f": {meta['why']}" if meta.get("why") else ""
         raise ParamsError(
-            f"params.yaml: {key} = {value!r} is not allowed; it must be {_allowed(meta)}"
+            f"params.yaml: {key} = {value!r} is not allowed; it must be {_allowed(meta)}{why}"
         )
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise ParamsError(
@@ -295,15 +309,135 @@ def _check_loss(p: Params) -> None:
         )
 
 
+def _reject(key: str, value: Any, rule: str) -> ParamsError:
+    """The error of a value that breaks a rule across keys; `rule` says what is allowed, why."""
+    return ParamsError(f"params.yaml: {key} = {value!r} is not allowed; {rule}")
+
+
 def _check_lengths(params: Params) -> None:
-    """Training sequences must fit `train.max_length` untruncated (the trainer relies on it)."""
+    """Every response can be kept, every sequence fits `train.max_length` untruncated (the
+    trainer relies on it) and, at demo scale, the policy's context (`sft.block_size` positions:
+    past them sampling, the KL forward or training would index beyond its position embeddings)."""
     for scale in SCALES:
         s = getattr(params, scale)
-        need = s.prompts.prompt_tokens + s.generation.max_new_tokens + 1  # + EOS
+        g = s.generation
+        if g.max_new_tokens < g.min_tokens:
+            raise _reject(
+                f"{scale}.generation.max_new_tokens",
+                g.max_new_tokens,
+                f"it must be ≥ generation.min_tokens = {g.min_tokens}: shorter responses are "
+                "dropped, so no sample would be kept",
+            )
+        need = s.prompts.prompt_tokens + g.max_new_tokens + 1  # + EOS
         if s.train.max_length < need:
-            raise ParamsError(
-                f"params.yaml: {scale}.train.max_length = {s.train.max_length} is not allowed; it "
-                f"must be ≥ prompts.prompt_tokens + generation.max_new_tokens + 1 = {need}"
+            raise _reject(
+                f"{scale}.train.max_length",
+                s.train.max_length,
+                f"it must be ≥ prompts.prompt_tokens + generation.max_new_tokens + 1 = {need}",
+            )
+        if not isinstance(s.sft, SFTParams):  # a pretrained policy: its context is not known here
+            continue
+        context = f"≤ sft.block_size = {s.sft.block_size}, the policy's context length"
+        if need > s.sft.block_size:
+            raise _reject(
+                f"{scale}.generation.max_new_tokens",
+                g.max_new_tokens,
+                f"prompts.prompt_tokens + generation.max_new_tokens + 1 = {need} must be "
+                f"{context}: longer sequences run past its position embeddings",
+            )
+        if s.speed.fixed_length and s.train.max_length > s.sft.block_size:
+            raise _reject(
+                f"{scale}.train.max_length",
+                s.train.max_length,
+                f"with speed.fixed_length = true it must be {context}: every batch is padded "
+                "to max_length",
+            )
+
+
+def _check_sampling(params: Params) -> None:
+    """Top-k of 1 is greedy decoding: a prompt's samples would all be the same text."""
+    for scale in SCALES:
+        if getattr(params, scale).generation.top_k == 1:
+            raise _reject(
+                f"{scale}.generation.top_k",
+                1,
+                "it must be 0 (off) or ≥ 2: top-k 1 is greedy decoding, so every sample of a "
+                "prompt would be the same text (every pair a tie, no diversity to measure)",
+            )
+
+
+def _check_models(params: Params) -> None:
+    """The demo's models are trained here: on some reviews, with heads that split the width."""
+    for scale in SCALES:
+        s = getattr(params, scale)
+        if not isinstance(s.sft, SFTParams):
+            continue
+        if s.prompts.n_model_train == 0:
+            raise _reject(
+                f"{scale}.prompts.n_model_train",
+                0,
+                "it must be > 0: the SFT policy and the reward model are trained on these reviews",
+            )
+        for key, width, heads in [
+            ("sft.n_embd", s.sft.n_embd, s.sft.n_head),
+            ("reward.dim", s.reward.dim, s.reward.n_head),
+        ]:
+            if width % heads:
+                raise _reject(
+                    f"{scale}.{key}",
+                    width,
+                    f"it must be a multiple of {key.split('.')[0]}.n_head = {heads}: each "
+                    "attention head takes an equal share of the width",
+                )
+
+
+def _check_steps(params: Params) -> None:
+    """Schedules that end after their warm-up, a training curve with points, and a batch that
+    splits evenly over the training processes."""
+    for scale in SCALES:
+        s = getattr(params, scale)
+        runs = [("train", s.train)]
+        if isinstance(s.sft, SFTParams):  # the demo trains its two models too
+            runs += [("sft", s.sft), ("reward", s.reward)]
+        for name, p in runs:
+            if p.max_steps is not None and p.warmup_steps >= p.max_steps:
+                raise _reject(
+                    f"{scale}.{name}.warmup_steps",
+                    p.warmup_steps,
+                    f"it must be < {name}.max_steps = {p.max_steps}: the learning rate would "
+                    f"still be warming up at the last step, never reaching {name}.learning_rate",
+                )
+        t = s.train
+        if t.max_steps is not None and t.logging_steps > t.max_steps:
+            raise _reject(
+                f"{scale}.train.logging_steps",
+                t.logging_steps,
+                f"it must be ≤ train.max_steps = {t.max_steps}: no step would be logged, so "
+                "the training curve would be empty",
+            )
+        if t.batch_size % t.num_processes:
+            raise _reject(
+                f"{scale}.train.batch_size",
+                t.batch_size,
+                f"it must be a multiple of train.num_processes = {t.num_processes}: each "
+                "process takes an equal share of every batch",
+            )
+
+
+def _check_split(params: Params) -> None:
+    """`pairs.val_fraction` > 0 holds out at least one train prompt and leaves at least one
+    (pairs.split_by_prompt holds out round(prompts × val_fraction) of the prompts)."""
+    for scale in SCALES:
+        s = getattr(params, scale)
+        n, f = s.prompts.n_train, s.pairs.val_fraction
+        held_out = round(n * f)
+        if f > 0 and held_out in (0, n):
+            empty = "validation pairs (0 = none on purpose)" if held_out == 0 else "training pairs"
+            raise _reject(
+                f"{scale}.pairs.val_fraction",
+                f,
+                f"with prompts.n_train = {n} it holds out round({n} × {f}) = {held_out} of the "
+                f"{n} train prompts, so there would be no {empty}",
             )
 
 
@@ -342,6 +476,10 @@ def validate(data: dict) -> Params:
     params = _build(Params, data)
     _check_loss(params)
     _check_lengths(params)
+    _check_sampling(params)
+    _check_models(params)
+    _check_steps(params)
+    _check_split(params)
     _check_speed(params)
     _check_entropy_tokens(params)
     return params

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from prefdiv.errors import UserError
+
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t]+")
 
@@ -52,17 +54,29 @@ def load_reviews(dataset: str, split: str) -> list[dict]:
         return load_imdb_train()
     import datasets
 
+    cannot = f"cannot load dataset {dataset!r} (split {split!r})"
+    local_copy = (
+        "point prompts.dataset at a local copy (`datasets.load_dataset(...).save_to_disk(DIR)`)"
+    )
     try:
         if Path(dataset, "dataset_dict.json").is_file():
             ds = datasets.load_from_disk(dataset)[split]
         else:
             ds = datasets.load_dataset(dataset, split=split)
-    except (OSError, ConnectionError, ValueError) as e:
-        raise RuntimeError(
-            f"cannot load dataset {dataset!r} (split {split!r}): {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''} — offline or a wrong name? Point "
-            "prompts.dataset at a local copy (`datasets.load_dataset(...).save_to_disk(DIR)`)."
+    except ConnectionError:  # one message: offline mode and a failed connection word it apart
+        raise UserError(
+            f"{cannot}: it is not a local directory and the Hugging Face Hub cannot be reached "
+            f"(offline?); {local_copy}"
         ) from None
+    except (OSError, ValueError, KeyError) as e:  # a wrong name or path; KeyError: no such split
+        first = str(e).splitlines()[0].rstrip(".") if str(e) else ""
+        why = "it has no such split" if isinstance(e, KeyError) else f"{type(e).__name__}: {first}"
+        raise UserError(f"{cannot}: {why}; check the name, or {local_copy}") from None
+    if missing := {"text", "label"} - set(ds.column_names):
+        raise UserError(
+            f"{cannot}: it has no {' or '.join(sorted(missing))} column (columns: "
+            f"{', '.join(ds.column_names)}); prompts.dataset needs `text` and `label` (0/1)"
+        )
     return [
         {"id": f"{Path(dataset).name}-{split}-{i}", "text": clean(t), "label": int(y)}
         for i, (t, y) in enumerate(zip(ds["text"], ds["label"], strict=True))
@@ -80,7 +94,11 @@ def _take_balanced(pool: list[dict], n: int) -> tuple[list[dict], list[dict]]:
         else:
             rest.append(review)
     if any(want.values()):
-        raise ValueError(f"not enough reviews for {n} balanced prompts")
+        short = ", ".join(f"{k} more {('negative', 'positive')[y]}" for y, k in want.items() if k)
+        raise UserError(
+            f"not enough reviews for {n} prompts balanced by label ({short} needed): lower "
+            "prompts.n_train, n_test, n_model_train or n_model_val"
+        )
     return taken, rest
 
 
@@ -129,7 +147,10 @@ def split_pools(
     pool = list(reviews)
     random.Random(seed).shuffle(pool)
     if n_model_val + n_model_train > len(pool):
-        raise ValueError(f"{n_model_val} + {n_model_train} model reviews leave no prompts")
+        raise UserError(
+            f"prompts.n_model_val + n_model_train = {n_model_val} + {n_model_train} is more than "
+            f"the {len(pool)} reviews there are: no review would be left for prompts"
+        )
     model_val = pool[:n_model_val]
     model_train = pool[n_model_val : n_model_val + n_model_train]
     rest = pool[n_model_val + n_model_train :]

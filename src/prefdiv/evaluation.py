@@ -1,7 +1,8 @@
 """Evaluation of a policy on held-out prompts: reward, an independent judge, KL, diversity.
 
 Every metric is computed per test prompt over its kept samples, then averaged over prompts
-(unweighted), with a 95 % bootstrap CI over prompts and the split by the prompt's source label.
+(unweighted; prompts with fewer than two kept samples left out and counted), with a 95 % bootstrap
+CI over prompts and the split by the prompt's source label.
 Metric names are flat and stable; the same names go to `metrics/eval.json`, `dvc exp show` and
 MLflow.
 """
@@ -25,6 +26,11 @@ from prefdiv.config import GenerationParams, SpeedParams
 from prefdiv.load import device
 
 LABELS = {0: "negative", 1: "positive"}
+# Kept samples a prompt needs to be measured. Its diversity compares them with each other
+# (self-BLEU, embedding diversity; one text's distinct-2 is 1.0 under no-repeat-2-grams), so a
+# prompt with fewer is left out of every average, not only the NaN ones: all metrics then
+# describe the same prompts. `summarise` counts the prompts left out.
+MIN_KEPT = 2
 
 # per-prompt column → metric name (all averaged over prompts, all with CIs and label splits)
 HEADLINE = {
@@ -172,9 +178,11 @@ def per_prompt(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per test prompt with every metric, one row per kept sample with its reward).
 
-    `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with no kept sample gets NaN
-    metrics and drops out of the averages (the kept fraction shows it). `entropy_tokens`: each
-    kept sample's token budget in the length-fair entropy (:func:`diversity.unigram_entropy_fair`).
+    `prompts`: rows `{"prompt_id", "prompt", "label"}`. A prompt with fewer than
+    :data:`MIN_KEPT` kept samples gets NaN metrics and drops out of the averages
+    (:func:`summarise` counts it); its kept samples stay in the per-sample rows.
+    `entropy_tokens`: each kept sample's token budget in the length-fair entropy
+    (:func:`diversity.unigram_entropy_fair`).
     `speed`: the fast paths (`static_decode`, `eval_rows`, `metric_workers`). `timings`, if
     given, receives the wall-clock seconds of each part (see :func:`_clock`), which the metrics
     leave out so that identical runs write identical outputs. `samples`: the n samples of each
@@ -194,9 +202,10 @@ def per_prompt(
                 static=speed.static_decode,
             )
     kept = [sampling.keep(s, gen.min_tokens) for s in samples]
+    measured = [ks if len(ks) >= MIN_KEPT else [] for ks in kept]  # [] = prompt dropped
     texts = [r["text"] for k in kept for r in k]
     # starts its worker processes now, to run beside the GPU parts below
-    text = _TextMetrics(kept, len(policy_tok), entropy_tokens, speed.metric_workers)
+    text = _TextMetrics(measured, len(policy_tok), entropy_tokens, speed.metric_workers)
     with _clock(clock, "reward"):
         scores = rewards.score(reward, reward_tok, texts)
     # embedder=None skips the embedding metric (NaN): the GPU benchmark has no MiniLM weights.
@@ -206,7 +215,7 @@ def per_prompt(
     with _clock(clock, "kl_and_entropy"):
         items = [
             (policy_tok(p["prompt"])["input_ids"], [k["token_ids"] for k in ks])
-            for p, ks in zip(prompts, kept, strict=True)
+            for p, ks in zip(prompts, measured, strict=True)
             if ks
         ]
         stats = iter(
@@ -217,14 +226,14 @@ def per_prompt(
     with _clock(clock, "text_metrics"):  # with workers: the wait for what the GPU work did not hide
         per_text = iter(text.result())
     rows, sample_rows, at = [], [], 0
-    for p, ks in zip(prompts, kept, strict=True):
+    for p, ks, measure in zip(prompts, kept, measured, strict=True):
         sl = slice(at, at + len(ks))
         at += len(ks)
         ids = [k["token_ids"] for k in ks]
         row = {"prompt_id": p["prompt_id"], "label": LABELS[p["label"]], "n_kept": len(ks)}
         row["tokens_pooled"] = sum(map(len, ids))
         row["mean_tokens"] = float(np.mean([len(i) for i in ids])) if ids else np.nan
-        if ks:
+        if measure:
             r = scores[sl]
             pred_h, kl = next(stats)
             row |= {
@@ -263,9 +272,16 @@ def _clock(clock: dict, part: str):
 
 
 def summarise(df: pd.DataFrame, *, n: int, bootstrap: int, seed: int) -> dict:
-    """Flat metrics: means over prompts with 95 % bootstrap CIs, overall and per source label."""
+    """Flat metrics: means over prompts with 95 % bootstrap CIs, overall and per source label.
+
+    `n_prompts_dropped` counts the prompts with fewer than :data:`MIN_KEPT` kept samples, left
+    out of every metric but the kept fraction and the lengths; `n_prompts_used` the others.
+    """
+    dropped = int((df["n_kept"] < MIN_KEPT).sum())
     out = {
         "n_prompts": len(df),
+        "n_prompts_used": len(df) - dropped,
+        "n_prompts_dropped": dropped,
         "kept_fraction": float(df["n_kept"].sum() / (n * len(df))),
         "length/mean_tokens": float(df["mean_tokens"].mean()),
         "diversity/tokens_pooled": float(df["tokens_pooled"].mean()),
@@ -278,3 +294,15 @@ def summarise(df: pd.DataFrame, *, n: int, bootstrap: int, seed: int) -> dict:
             out[f"{name}_{label}"] = float(part[col].mean())
     out["reward/std_over_prompts"] = float(df["reward_mean"].std(ddof=1))
     return out
+
+
+def dropped_warning(metrics: dict, min_tokens: int) -> str | None:
+    """The `evaluate` stage's one warning line when :func:`summarise` dropped prompts, else None."""
+    k, n = metrics["n_prompts_dropped"], metrics["n_prompts"]
+    if not k:
+        return None
+    return (
+        f"prefdiv: warning: {k} of {n} test prompts kept fewer than {MIN_KEPT} samples of "
+        f"≥ {min_tokens} tokens; every metric averages the other {n - k} (n_prompts_dropped "
+        "in the metrics, n_kept per prompt)"
+    )

@@ -33,6 +33,7 @@ from transformers import (
 )
 
 from prefdiv.config import RewardParams, SFTParams
+from prefdiv.errors import UserError
 from prefdiv.files import atomic_dir
 from prefdiv.load import fuse_gelu
 
@@ -142,23 +143,25 @@ def resolve_pretrained(name: str, out_dir: str | Path, kind: str) -> dict:
     `kind` is "policy" (causal LM) or "reward" (sequence classifier). Saving a local copy makes
     the model a DVC output: cached, pushed to the remote, and pinned by its hash in `dvc.lock`.
     """
-    auto = {"policy": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}[kind]
+    auto, key = {  # key: the param that names the model
+        "policy": (AutoModelForCausalLM, "sft.model"),
+        "reward": (AutoModelForSequenceClassification, "reward.model"),
+    }[kind]
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = auto.from_pretrained(name)
-    except OSError as e:
-        local = Path(name).exists()
-        why = (
-            "is not a loadable model directory"
-            if local
-            else (
-                "is not a local directory and could not be fetched from the Hugging Face Hub "
-                "(offline, or a wrong id?)"
-            )
-        )
-        raise RuntimeError(
-            f"cannot load {kind} model {name!r}: it {why}. Give a local model directory instead "
-            f"(e.g. one written by `save_pretrained`). [{type(e).__name__}]"
+    except (OSError, ValueError) as e:  # ValueError: a directory of another kind of model
+        cannot = f"cannot load {kind} model {name!r}"
+        if Path(name).is_dir():
+            first = str(e).splitlines()[0].rstrip(": ") if str(e) else type(e).__name__
+            raise UserError(
+                f"{cannot}: the directory holds no loadable {auto.__name__} and tokenizer "
+                f"({first}); point {key} at a directory written by `save_pretrained`"
+            ) from None
+        raise UserError(
+            f"{cannot}: it is not a local directory and the Hugging Face Hub did not serve it "
+            f"(offline, or a wrong id?); point {key} at a local copy (a directory written by "
+            "`save_pretrained`)"
         ) from None
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
@@ -223,7 +226,7 @@ def train_reward(
     )
     model = DistilBertForSequenceClassification(config)
 
-    def encode(rows):
+    def to_dataset(rows):
         enc = tokenizer(
             [r["text"] for r in rows],
             truncation=True,
@@ -232,16 +235,16 @@ def train_reward(
         )
         return Dataset.from_dict({**enc, "labels": [r["label"] for r in rows]})
 
-    def accuracy(pred):
+    def val_accuracy(pred):
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
     with atomic_dir(out_dir) as tmp:  # complete or absent, never half-written
         trainer = Trainer(
             model=model,
             args=_trainer_args(tmp, p, seed),
-            train_dataset=encode(train_rows),
-            eval_dataset=encode(val_rows),
-            compute_metrics=accuracy,
+            train_dataset=to_dataset(train_rows),
+            eval_dataset=to_dataset(val_rows),
+            compute_metrics=val_accuracy,
         )
         trainer.train()
         metrics = trainer.evaluate()

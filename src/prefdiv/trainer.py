@@ -31,6 +31,7 @@ from trl import DPOConfig, DPOTrainer
 
 from prefdiv import load, losses
 from prefdiv.config import SpeedParams, TrainParams
+from prefdiv.errors import UserError
 from prefdiv.files import atomic_dir
 
 WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
@@ -348,9 +349,9 @@ def train_policy(
         return empty_train, empty_val, {}
 
     if not train_pairs:
-        raise ValueError(
-            "no training pairs: every pair was a tie or no response was kept; "
-            "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
+        raise UserError(
+            "no training pairs: every pair was a tie or no response was kept; lower "
+            "pairs.min_margin or generation.min_tokens, or sample more (sample.k)"
         )
     on_gpu = torch.cuda.is_available()
     state = accelerator_state()
