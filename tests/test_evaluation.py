@@ -111,11 +111,11 @@ def _prompt_samples(lengths: list[int], first: int) -> list[dict]:
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # embedder None: NaN embedding, empty mean
 def test_prompts_with_fewer_than_two_kept_samples_are_dropped_and_counted(tiny_policy, hub_like):
-    from prefdiv import models
+    from prefdiv import load
     from prefdiv.config import GenerationParams, SpeedParams
 
     policy, tok = tiny_policy
-    reward, reward_tok = models.load_reward(hub_like / "distilbert-imdb")
+    reward, reward_tok = load.load_reward(hub_like / "distilbert-imdb")
     gen = GenerationParams(
         max_new_tokens=8, temperature=0.7, top_k=0, no_repeat_ngram_size=0, min_tokens=3,
         batch_size=4,
