@@ -163,33 +163,35 @@ def test_an_experiment_succeeded_only_with_its_metrics_and_no_failure():
     assert grid.unfinished(names, exps, {"queue-failed-s0"}) == names[1:]
 
 
-class Queued(Exception):
-    """Raised by the stubbed DVC at its first command: the grid went on to queue."""
-
-
-def _stub_dvc(monkeypatch, tasks: dict[str, set[str]], exps: dict[str, dict]):
+def _stub_dvc(monkeypatch, tasks: dict[str, set[str]], exps: dict[str, dict]) -> list[tuple]:
+    """DVC's queue and experiments as given; the DVC commands run are recorded (and do
+    nothing)."""
+    calls = []
     monkeypatch.setattr(grid, "queue_tasks", lambda: tasks)
     monkeypatch.setattr(grid, "experiments", lambda rev=None: exps)
-
-    def dvc(*args):
-        raise Queued(args)
-
-    monkeypatch.setattr(grid, "dvc", dvc)
+    monkeypatch.setattr(grid, "dvc", lambda *args: calls.append(args) or "")
+    return calls
 
 
-def test_retry_with_every_experiment_succeeded_runs_nothing(tmp_path, monkeypatch, capsys):
-    (tmp_path / "grid.yaml").write_text(
-        DEFAULTS + "experiments: {a: {loss: sft}, b: {loss: ipo}}\n"
-    )
+def test_retry_queues_only_what_did_not_succeed(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text(DEFAULTS + "experiments: {a: {loss: sft}, b: {loss: ipo}, c: {loss: fkl}}\n")
+    # b-s0 has a failed task besides its success (its metrics may be its baseline's), c-s0 never
+    # ran: both are retried; a-s0 is neither removed nor queued
+    tasks = {"a-s0": {"Success"}, "b-s0": {"Success", "Failed"}}
     exps = {"a-s0": _run(), "b-s0": _run()}
-    # b-s0 has a failed task besides its success (its metrics may be its baseline's): retried
-    _stub_dvc(monkeypatch, {"a-s0": {"Success"}, "b-s0": {"Success", "Failed"}}, exps)
-    with pytest.raises(Queued):
-        grid.run_grid(str(tmp_path / "grid.yaml"), seeds=[0], retry_failed=True)
-    assert "retrying 1 of 2 experiments: b-s0" in capsys.readouterr().out
-    _stub_dvc(monkeypatch, {"a-s0": {"Success"}, "b-s0": {"Success"}}, exps)
-    assert grid.run_grid(str(tmp_path / "grid.yaml"), seeds=[0], retry_failed=True) == 0
-    assert capsys.readouterr().out == "grid: all 2 experiments succeeded; nothing to retry\n"
+    calls = _stub_dvc(monkeypatch, tasks, exps)
+    assert grid.run_grid(str(path), seeds=[0], retry_failed=True, queue_only=True) == 0
+    assert "retrying 2 of 3 experiments: b-s0, c-s0" in capsys.readouterr().out
+    assert calls[:2] == [("queue", "remove", "--failed"), ("exp", "remove", "b-s0")]
+    assert [c[:5] for c in calls[2:]] == [
+        ("exp", "run", "--queue", "-n", n) for n in ("b-s0", "c-s0")
+    ]
+    done = ["a-s0", "b-s0", "c-s0"]
+    calls = _stub_dvc(monkeypatch, {n: {"Success"} for n in done}, {n: _run() for n in done})
+    assert grid.run_grid(str(path), seeds=[0], retry_failed=True) == 0
+    assert capsys.readouterr().out == "grid: all 3 experiments succeeded; nothing to retry\n"
+    assert calls == []
 
 
 def test_retry_refuses_while_the_grid_is_still_in_the_queue(tmp_path, monkeypatch):

@@ -341,9 +341,16 @@ def bench_sampling(args: argparse.Namespace) -> int:
 # --- entry point ---------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one line too (argparse would print the usage block above it)."""
+
+    def error(self, message: str):
+        self.exit(errors.EXIT_USER_ERROR, f"{self.prog}: error: {message} (`{self.prog} -h`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """`prefdiv` with every registered subcommand; parsed arguments carry the command's `run`."""
-    ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
+    ap = _Parser(prog="prefdiv", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for c in COMMANDS:
         p = sub.add_parser(c.name, help=c.help)
