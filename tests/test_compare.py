@@ -44,7 +44,7 @@ def test_report_skips_failed_and_writes_figures(tmp_path):
     }
     md = compare.report(exps, tmp_path).read_text()
     assert "| ok | 1 | sigmoid | 0.1 |  | 1 seed |" in md and "| base | 1 | sft | — |" in md
-    assert "2.000 ± 0.100" in md  # one run: its own prompts-only interval
+    assert "2.000 [1.900, 2.100]" in md  # one run: its own prompts-only interval
     assert "| bad |" not in md and "Skipped (failed" in md
     assert (tmp_path / "reward_entropy.png").exists() and (tmp_path / "reward_kl.png").exists()
     assert np.isfinite(exps["ok"]["metrics"][compare.EVAL]["reward/mean"])
@@ -117,7 +117,8 @@ def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
     prompts |= more_prompts
     md = compare.report(exps, tmp_path, prompts=prompts).read_text()
     half = t_dist.ppf(0.975, 2) * 0.2 / np.sqrt(3)  # SD of (2.0, 2.2, 2.4) = 0.2
-    assert f"| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 ± {half:.3f} |" in md
+    cell = f"2.200 [{2.2 - half:.3f}, {2.2 + half:.3f}]"
+    assert f"| x | 1 | sigmoid | 0.1 |  | 3 seeds | {cell} |" in md
     assert "fkl: no replicate succeeded (s1 failed)" in md
     assert "## Between-seed SD" in md and "| x | 3 seeds | 0.200 |" in md
     # x − base per seed: reward +1.5 +1.6 +1.7 (SD 0.1), all 3 seeds agree
@@ -131,5 +132,5 @@ def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
 def test_report_without_per_prompt_tables_still_tabulates(tmp_path):
     exps, _ = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
     md = compare.report(exps, tmp_path).read_text()
-    assert "| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 ±" in md
+    assert "| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 [" in md
     assert "No per-prompt tables given" in md and "## Claims" not in md

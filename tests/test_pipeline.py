@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prefdiv import grid
+
 ROOT = Path(__file__).resolve().parents[1]
 COPY = [
     "dvc.yaml",
@@ -217,28 +219,39 @@ def test_experiment_then_plots_diff_renders_html(repo):
     assert "reward_vs_entropy" in html or "reward" in html
 
 
-def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
-    repo, env = repo
-    (repo / "grid.yaml").write_text(
-        "seeds: [0]\n"  # --seeds overrides it
-        "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
-        "experiments:\n"
-        "  g-hinge: {loss: hinge}\n"
-        "  g-bad: {loss: alpha, alpha: 1.5}\n"  # rejected by params validation in the queue
-    )
-    out = subprocess.run(
-        ["prefdiv", "grid", "--seeds", "1"],
+GRID = (
+    "seeds: [0]\n"  # --seeds overrides it
+    "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
+    "experiments:\n"
+    "  g-hinge: {loss: hinge}\n"
+    "  g-bad: {loss: alpha, alpha: 1.5}\n"  # rejected by params validation in the queue
+)
+
+
+def prefdiv_grid(repo, env, *args):
+    return subprocess.run(
+        ["prefdiv", "grid", "--seeds", "1", *args],
         cwd=repo,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
+    repo, env = repo
+    (repo / "grid.yaml").write_text(GRID)
+    out = prefdiv_grid(repo, env)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1/2 experiments succeeded" in out.stdout, out.stdout + out.stderr
-    assert [ln for ln in out.stderr.splitlines() if ln.startswith("FAILED")] == [
-        "FAILED: g-bad seed 1: g-bad-s1  (see `dvc queue logs g-bad-s1`)"
-    ]
+    # the failed experiment by name, then the tail of its log, which shows the cause
+    lines = out.stderr.splitlines()  # after what `dvc exp run --run-all` itself printed
+    (at,) = [i for i, ln in enumerate(lines) if ln.startswith("FAILED")]
+    assert lines[at] == "FAILED: g-bad seed 1: g-bad-s1  (see `dvc queue logs g-bad-s1`)"
+    tail = lines[at + 1 :]
+    assert 1 < len(tail) <= grid.LOG_LINES and all(ln.startswith("  g-bad-s1 | ") for ln in tail)
+    assert any("alpha = 1.5 is not allowed" in ln for ln in tail), out.stderr
     lock = run(["git", "show", f"{exp_ref(repo, env, 'g-hinge-s1')}:dvc.lock"], repo, env)
     base = run(["git", "show", "HEAD:dvc.lock"], repo, env)
     assert yaml.safe_load(lock)["stages"]["prompts"]["params"]["params.yaml"]["seed"] == 1
@@ -266,6 +279,33 @@ def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
     assert "g-bad: no replicate succeeded (s1 failed)" in table, table
 
 
+def test_grid_retry_failed_reruns_only_the_failed_experiment(repo):
+    repo, env = repo
+    if "g-hinge-s1" not in run(["dvc", "exp", "list", "--name-only"], repo, env):
+        (repo / "grid.yaml").write_text(GRID)
+        prefdiv_grid(repo, env)  # g-hinge-s1 succeeds, g-bad-s1 fails (previous test)
+    hinge = run(["git", "rev-parse", exp_ref(repo, env, "g-hinge-s1")], repo, env)
+    (repo / "grid.yaml").write_text(GRID.replace("alpha: 1.5", "alpha: 0.5"))  # the fix
+    out = prefdiv_grid(repo, env, "--retry-failed")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "retrying 1 of 2 experiments: g-bad-s1" in out.stdout, out.stdout
+    assert "2/2 experiments succeeded" in out.stdout and "FAILED" not in out.stderr
+    queued = [ln for ln in out.stdout.splitlines() if ln.startswith("+ dvc exp run --queue")]
+    assert len(queued) == 1 and "-n g-bad-s1 " in queued[0]
+    # the succeeded experiment was neither removed nor re-run: the same commit, one queue task
+    assert run(["git", "rev-parse", exp_ref(repo, env, "g-hinge-s1")], repo, env) == hinge
+    tasks = run(["dvc", "queue", "status"], repo, env)
+    assert len(re.findall(r"\sg-hinge-s1\s", tasks)) == 1, tasks
+    assert re.search(r"\sg-bad-s1\s.*Success", tasks), tasks
+    # the retried experiment restored its seed's upstream stages and trained with the fix
+    log = run(["dvc", "queue", "logs", "g-bad-s1"], repo, env)
+    assert "Running stage 'train'" in log and "Running stage 'sft'" not in log, log
+    lock = run(["git", "show", f"{exp_ref(repo, env, 'g-bad-s1')}:dvc.lock"], repo, env)
+    assert yaml.safe_load(lock)["stages"]["train"]["params"]["params.yaml"]["alpha"] == 0.5
+    again = prefdiv_grid(repo, env, "--retry-failed")
+    assert again.returncode == 0 and "nothing to retry" in again.stdout, again.stdout
+
+
 def test_compare_and_offline_render(repo):
     repo, env = repo
     if "tiny-sft" not in run(["dvc", "exp", "list", "--name-only"], repo, env):
@@ -275,7 +315,7 @@ def test_compare_and_offline_render(repo):
     md = (repo / "reports" / "compare.md").read_text()
     # the configuration table's row (the report's other tables name the experiment too)
     (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft | 1 | sft |")]
-    assert "| 1 seed |" in row and "±" in row
+    assert "| 1 seed |" in row and re.search(r"\d \[-?[\d.]+, -?[\d.]+\] \|", row), row
     # per-prompt tables read from the experiment's commit: the paired statistics have them
     assert "### vs SFT (`tiny-sft`)" in md and "Without `plots/eval_prompts.csv`" not in md
     for png in ["reward_entropy.png", "reward_kl.png"]:

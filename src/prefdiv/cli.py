@@ -1,8 +1,10 @@
 """`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
 
     prefdiv grid    [--grid grid.yaml] [--seeds 0,1,2] [--train-seeds 0] [--jobs 1 | --gpus 0,1]
-                    [--set scale=paper] [--queue-only]
+                    [--set scale=paper] [--queue-only] [--retry-failed]
                                     queue every configuration once per seed, run them, report
+                                    failures with their logs' tails; --retry-failed re-runs
+                                    only those that did not succeed
     prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown),
                                                     replicates grouped
     prefdiv compare [--out reports]   every experiment, replicates grouped: tables, claims,
@@ -12,331 +14,193 @@
     prefdiv bench-study --policy D --reward D  time every stage on a slice; project the study
 
 All drive DVC itself (`dvc exp run --queue`, `dvc exp show --json`, `dvc plots diff --json`);
-nothing here re-implements the pipeline.
+nothing here re-implements the pipeline. Each subcommand is a function registered with the
+function that adds its arguments (:func:`command`). A user error (`prefdiv.errors.UserError`: a
+bad grid file, an unknown revision, a failed DVC command) prints one line, `prefdiv: <message>`,
+and exits 2; `PREFDIV_DEBUG=1` shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
-import subprocess
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import yaml
-
-from prefdiv import compare, stats
-from prefdiv.config import EXPERIMENT_KEYS as KEYS
+from prefdiv import compare, errors, grid
+from prefdiv.config import EXPERIMENT_KEYS
+from prefdiv.errors import UserError
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def load_grid(path: str | Path) -> dict[str, dict]:
-    """Configuration name → its experiment-key settings (defaults filled in; no seeds)."""
-    spec = yaml.safe_load(Path(path).read_text())
-    return {
-        name: {**spec.get("defaults", {}), **overrides}
-        for name, overrides in spec["experiments"].items()
-    }
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]  # adds the subcommand's arguments
+    run: Callable[[argparse.Namespace], int]  # its exit status
 
 
-def check_seeds(values) -> list[int]:
-    """`values` (ints, or their decimal strings) as seeds: each an integer ≥ 0, none repeated.
-
-    Raises ValueError naming the first bad value.
-    """
-    seeds: list[int] = []
-    for v in values:
-        text = str(v).strip()
-        if isinstance(v, bool) or not re.fullmatch(r"-?\d+", text):
-            raise ValueError(f"{v!r} is not an integer; seeds are integers ≥ 0, e.g. 0,1,2")
-        seed = int(text)
-        if seed < 0:
-            raise ValueError(f"{seed} is negative; seeds are integers ≥ 0, e.g. 0,1,2")
-        if seed in seeds:
-            raise ValueError(f"{seed} is given twice; each seed runs once")
-        seeds.append(seed)
-    if not seeds:
-        raise ValueError("no seed given, e.g. 0,1,2")
-    return seeds
+COMMANDS: list[Command] = []  # in `prefdiv --help` order
 
 
-def grid_seeds(path: str | Path) -> list[int]:
-    """The study's seeds: `seeds` of the grid file ([0] when it has none)."""
-    spec = yaml.safe_load(Path(path).read_text())
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated `run(args) -> exit status` as subcommand `name`."""
+
+    def register(run):
+        COMMANDS.append(Command(name, help, arguments, run))
+        return run
+
+    return register
+
+
+# --- grid ----------------------------------------------------------------------------------
+
+
+def _seeds(text: str) -> list[int]:
+    """argparse type of `--seeds 0,1,2`: a bad value becomes one error line naming it."""
     try:
-        return check_seeds(spec.get("seeds", [0]))
-    except (ValueError, TypeError) as e:
-        raise SystemExit(f"{path}: seeds: {e}") from None
+        return grid.check_seeds(text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def replicate_name(config: str, seed: int, train_seed: int | None = None) -> str:
-    """`<config>-s<seed>`, or `<config>-s<seed>-t<train_seed>` when train seeds are named."""
-    return f"{config}-s{seed}" + ("" if train_seed is None else f"-t{train_seed}")
-
-
-def split_name(name: str) -> tuple[str, int, int] | None:
-    """(configuration, seed, train seed) of an experiment named by :func:`replicate_name`; the
-    train seed is 0 when the name has none. None for any other name."""
-    m = stats.SUFFIX.search(name)
-    if m is None or m.start() == 0:
-        return None
-    return name[: m.start()], int(m[1]), int(m[2] or 0)
-
-
-def replicates(grid: dict[str, dict], seeds=(0,), train_seeds=(0,)) -> dict[str, dict]:
-    """Experiment name → settings: every configuration once per seed and train seed, with both
-    seeds set. Names carry the train seed only when more than one, or a nonzero one, is asked.
-
-    Ordered by configuration, then seed: the first experiments of a queue are one configuration
-    at every seed, so parallel workers start by computing each seed's upstream stages once;
-    every later configuration of a seed finds them in DVC's run cache.
-    """
-    named = len(train_seeds) > 1 or any(train_seeds)
-    return {
-        replicate_name(config, seed, t if named else None): {
-            **settings,
-            "seed": seed,
-            "train_seed": t,
-        }
-        for config, settings in grid.items()
-        for seed in seeds
-        for t in train_seeds
-    }
-
-
-def _value(v) -> str:
-    return "null" if v is None else str(v)
-
-
-def queue_commands(
-    grid: dict[str, dict], extra: list[str] = (), seeds=(0,), train_seeds=(0,)
-) -> list[list[str]]:
-    """One `dvc exp run --queue` per replicate (:func:`replicates`), every experiment key set,
-    `seed` and `train_seed` included (a plain `-S` would persist in the workspace).
-
-    `extra`: more `KEY=VALUE` settings for every experiment, e.g. `scale=paper`.
-    """
-    cmds = []
-    for name, settings in replicates(grid, seeds, train_seeds).items():
-        cmd = ["dvc", "exp", "run", "--queue", "-n", name]
-        for key in KEYS:
-            if key in settings:
-                cmd += ["-S", f"{key}={_value(settings[key])}"]
-        for setting in extra:
-            cmd += ["-S", setting]
-        cmds.append(cmd)
-    return cmds
-
-
-def _dvc(*args: str) -> str:
-    out = subprocess.run(["dvc", *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"dvc {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
-    return out.stdout
-
-
-def experiments(rev: str | None = None) -> dict[str, dict]:
-    """Experiments of baseline `rev` (default HEAD), by name: `{"state", "params", "metrics",
-    "rev"}`, `rev` the experiment's git commit (DVC 3: `revs[0]` of an experiment is its tip).
-
-    A failed experiment shows its baseline's metrics in `dvc exp show`: `state` tells them apart.
-    """
-    out: dict[str, dict] = {}
-    for baseline in json.loads(_dvc("exp", "show", "--json", *(["--rev", rev] if rev else []))):
-        for exp in baseline.get("experiments") or []:
-            tip = exp["revs"][0]
-            data = tip.get("data") or {}
-            state = (exp.get("executor") or {}).get("state") or "success"
-            if tip.get("error"):
-                state = "failed"
-            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-            metrics = {path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()}
-            out[exp.get("name") or tip.get("name")] = dict(
-                state=state, params=params, metrics=metrics, rev=tip.get("rev")
-            )
-    return out
-
-
-def prompt_tables(exps: dict[str, dict]) -> dict[str, pd.DataFrame]:
-    """Per experiment, its per-prompt evaluation table from its commit (`git show`); experiments
-    without one (failed, or from before the table existed) are left out."""
-    out = {}
-    for name, e in exps.items():
-        if e["state"] == "failed" or not e.get("rev"):
-            continue
-        shown = subprocess.run(
-            ["git", "show", f"{e['rev']}:{compare.PROMPTS}"], capture_output=True, text=True
+def _setting(text: str) -> str:
+    """argparse type of `--set KEY=VALUE`; the grid's own keys are refused (a --set would
+    override every configuration's value)."""
+    key, eq, _ = text.partition("=")
+    if not key or not eq:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE, e.g. scale=paper")
+    if key in EXPERIMENT_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"{text}: {key} is set per experiment by the grid "
+            "(seeds: --seeds, train seeds: --train-seeds, other keys: the grid file)"
         )
-        if shown.returncode == 0:
-            out[name] = pd.read_csv(io.StringIO(shown.stdout))
-    return out
+    return text
 
 
-def failed_in_queue() -> set[str]:
-    """Names `dvc queue status` lists as Failed."""
-    text = _dvc("queue", "status")
-    return {m.group(1) for m in re.finditer(r"^\S+\s+(\S+)\s+.*\bFailed\b", text, flags=re.M)}
-
-
-def queue_state() -> tuple[int, int]:
-    """(queue workers up, tasks queued or running), from `dvc queue status`."""
-    text = _dvc("queue", "status")
-    m = re.search(r"Worker status: (\d+) active, (\d+) idle", text)
-    pending = len(re.findall(r"\b(?:Queued|Running)\s*$", text, flags=re.M))
-    return (int(m.group(1)) + int(m.group(2)) if m else 0), pending
-
-
-def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
-    """One DVC queue worker per GPU, started with `CUDA_VISIBLE_DEVICES=<gpu>`, which the worker
-    and every experiment it runs inherit.
-
-    `dvc queue start -j N` tops the workers up to N, counting those that answer a ping, and a new
-    worker takes seconds to answer. So each start waits for the previous worker: a second start
-    right after the first spawns worker 1 again, with the second GPU (once, every experiment then
-    ran on the first GPU).
-    """
-    for n, gpu in enumerate(gpus, 1):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        subprocess.run(["dvc", "queue", "start", "-j", str(n)], env=env, check=True)
-        deadline = time.monotonic() + timeout
-        while (state := queue_state())[0] < n and state[1] > 0:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"queue worker {n} (GPU {gpu}) did not start in {timeout:.0f} s")
-            time.sleep(1)
-
-
-def wait_for_queue(poll: float = 5) -> None:
-    """Block until the DVC queue has no queued or running task left."""
-    while queue_state()[1]:
-        time.sleep(poll)
-
-
-def failure_report(names: list[str], failed: set[str]) -> list[str]:
-    """Lines naming the `failed` experiments among `names` (grid order), one per configuration
-    and seed, and a line for each seed at which every configuration failed (its shared upstream
-    stages are then the likely cause)."""
-    groups: dict[tuple[str, int], list[str]] = {}
-    for name in names:
-        config, seed, _ = split_name(name)
-        groups.setdefault((config, seed), []).append(name)
-    lines = []
-    for (config, seed), members in groups.items():
-        bad = [n for n in members if n in failed]
-        if bad:
-            lines.append(
-                f"FAILED: {config} seed {seed}: {', '.join(bad)}  (see `dvc queue logs {bad[0]}`)"
-            )
-    configs = {config for config, _ in groups}
-    for seed in sorted({seed for _, seed in groups}):
-        seed_names = [n for (_, s), members in groups.items() if s == seed for n in members]
-        if len(configs) > 1 and set(seed_names) <= failed:
-            lines.append(
-                f"FAILED: seed {seed}: every configuration; look first at the upstream stages "
-                "(prompts … pairs) they share"
-            )
-    return lines
-
-
-def run_grid(
-    grid_path: str,
-    jobs: int,
-    extra: list[str] = (),
-    queue_only: bool = False,
-    gpus: list[str] | None = None,
-    seeds: list[int] | None = None,
-    train_seeds: list[int] = (0,),
-) -> int:
-    """Queue every configuration of the grid once per seed (default: the grid file's `seeds`)
-    and train seed, run them (`jobs` workers, or one per GPU), report failures."""
-    grid = load_grid(grid_path)
-    seeds = grid_seeds(grid_path) if seeds is None else seeds
-    names = list(replicates(grid, seeds, train_seeds))
-    start = time.time()
-    # Re-running the grid replaces its experiments (`exp run -f` would also force every stage);
-    # old failed tasks would otherwise still be listed as failures of this run.
-    _dvc("queue", "remove", "--failed")
-    stale = sorted(set(names) & set(experiments()))
-    if stale:
-        _dvc("exp", "remove", *stale)
-    for cmd in queue_commands(grid, extra, seeds, train_seeds):
-        print("+", " ".join(cmd), flush=True)
-        _dvc(*cmd[1:])
-    if queue_only:
-        print(f"queued {len(names)} experiments; run them with `dvc queue start -j N`")
-        return 0
-    if gpus:
-        start_gpu_workers(gpus)
-        wait_for_queue()
-    else:  # --run-all waits for the queue; shared upstream stages come from the cache, run once.
-        subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
-    minutes = (time.time() - start) / 60
-    exps = experiments()
-    failed = failed_in_queue() & set(names)
-    missing = [n for n in names if n not in exps or "metrics/eval.json" not in exps[n]["metrics"]]
-    failed |= {n for n in names if exps.get(n, {}).get("state") == "failed"} | set(missing)
-    print(
-        f"grid: {len(names) - len(failed)}/{len(names)} experiments succeeded in {minutes:.1f} min"
+def _grid_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", default="grid.yaml")
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        metavar="0,1,2",
+        help="run every configuration once per seed, named <name>-s<seed> (default: the grid "
+        "file's `seeds`)",
     )
-    for line in failure_report(names, failed):
-        print(line, file=sys.stderr)
-    return 1 if failed else 0
+    p.add_argument(
+        "--train-seeds",
+        type=_seeds,
+        default=[0],
+        metavar="0,1",
+        help="also once per train seed (train + evaluate only), named <name>-s<seed>-t<t> "
+        "(default: 0, not named)",
+    )
+    workers = p.add_mutually_exclusive_group()
+    workers.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    workers.add_argument(
+        "--gpus",
+        type=lambda v: v.split(","),
+        metavar="0,1,…",
+        help="one DVC queue worker per GPU, each seeing only its own (CUDA_VISIBLE_DEVICES)",
+    )
+    p.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also set this for every experiment (e.g. scale=paper); repeatable",
+    )
+    p.add_argument(
+        "--queue-only",
+        action="store_true",
+        help="queue the experiments, start no worker (one worker per GPU, see README)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="queue only the grid's experiments that did not succeed (failed, missing, or "
+        "without metrics/eval.json); give the same --seeds, --train-seeds and --set as before",
+    )
 
 
-def _ci(metrics: dict, key: str) -> str:
-    lo, hi = metrics.get(key + "_ci_low"), metrics.get(key + "_ci_high")
-    return f"{metrics[key]:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
+@command("grid", "queue and run the experiment grid; report failures", _grid_arguments)
+def grid_command(args: argparse.Namespace) -> int:
+    return grid.run_grid(
+        args.grid,
+        jobs=args.jobs,
+        extra=args.set,
+        queue_only=args.queue_only,
+        gpus=args.gpus,
+        seeds=args.seeds,
+        train_seeds=args.train_seeds,
+        retry_failed=args.retry_failed,
+    )
 
 
-def table(grid_path: str, rev: str | None = None) -> str:
-    """Markdown table of the grid's configurations, replicates grouped: reward and entropy as
-    the mean over replicates with the seed-aware 95 % CI (as `prefdiv compare`), seeds, tokens.
-    Below it, a line per configuration missing replicates."""
-    grid, exps = load_grid(grid_path), experiments(rev)
-    usable = {
-        n: e for n, e in exps.items() if e["state"] != "failed" and compare.EVAL in e["metrics"]
-    }
-    configs, _ = stats.group(usable)
-    pooled = compare.pooled(configs, usable)
-    found: dict[tuple, list[tuple[str, dict]]] = {}
-    for key, c in configs.items():
-        found.setdefault(key[1:], []).append((key[0], pooled[c.label]))
-    rows = [
-        "| experiment | loss | β | options | seeds | reward (95 % CI) | entropy, nats (95 % CI) "
-        "| tokens |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, settings in grid.items():
-        matches = found.get(compare._exp_key(settings), [])
-        if not matches:
-            rows.append(f"| {name} | {settings['loss']} | | | | not run / failed | | |")
-        for scale, e in matches:
-            m, p = e["metrics"][compare.EVAL], e["params"]
-            beta, opts = compare.describe(p)
-            label = name if len(matches) == 1 else f"{name} ({scale})"
-            rows.append(
-                f"| {label} | {p['loss']} | {beta} | {opts} | {compare.seeds(e)} "
-                f"| {_ci(m, 'reward/mean')} | {_ci(m, 'diversity/entropy_unigram')} "
-                f"| {m['length/mean_tokens']:.1f} |"
-            )
-    failed = {n: e for n, e in exps.items() if n not in usable}
-    notes = stats.replicate_notes(configs, failed)
-    return "\n".join(rows) + "\n" + "".join(f"\n{line}\n" for line in notes)
+# --- results -------------------------------------------------------------------------------
+
+
+def _rev(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rev", help="baseline commit of the experiments (default: HEAD)")
+
+
+def _table_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", default="grid.yaml")
+    p.add_argument("--readme", help="write the table between the README's results markers")
+    _rev(p)
 
 
 def write_into(readme: Path, text: str) -> None:
     """Replace what lies between the results markers of `readme` with `text`."""
+    if not readme.is_file():
+        raise UserError(f"{readme}: no such file (--readme names the file to write the table in)")
     doc = readme.read_text()
     if START not in doc or END not in doc:
-        raise SystemExit(f"{readme} lacks the markers {START} … {END}")
+        raise UserError(
+            f"{readme} lacks the markers {START} … {END}; add them where the table goes"
+        )
     head, rest = doc.split(START, 1)
     _, tail = rest.split(END, 1)
     readme.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
+@command("table", "results table of the grid's experiments (Markdown)", _table_arguments)
+def table_command(args: argparse.Namespace) -> int:
+    text = grid.results_table(args.grid, args.rev)
+    if args.readme:
+        write_into(Path(args.readme), text)
+    print(text, end="")
+    return 0
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="reports")
+    _rev(p)
+    p.add_argument(
+        "--reference",
+        default="reference/reference_results.csv",
+        help="reference study's results, for the table of orderings (skipped if absent)",
+    )
+
+
+@command("compare", "table + figures of every DVC experiment", _compare_arguments)
+def compare_command(args: argparse.Namespace) -> int:
+    exps = grid.experiments(args.rev)
+    path = compare.report(exps, args.out, args.reference, grid.prompt_tables(exps))
+    print(f"wrote {path}")
+    return 0
+
+
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("revs", nargs="*", help="revisions / experiment names (default: workspace)")
+    p.add_argument("--out", default="dvc_plots_offline")
 
 
 def render(revs: list[str], out_dir: str) -> list[Path]:
@@ -348,7 +212,7 @@ def render(revs: list[str], out_dir: str) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shown = json.loads(_dvc("plots", "diff", *revs, "--json"))
+    shown = json.loads(grid.dvc("plots", "diff", *revs, "--json"))
     written = []
     for plot_id, items in shown.get("data", {}).items():
         for i, item in enumerate(items):
@@ -362,22 +226,41 @@ def render(revs: list[str], out_dir: str) -> list[Path]:
     return written
 
 
-def bench_sampling(args) -> int:
-    from prefdiv import bench, config, data, files, load
-
-    params = config.load(args.params)
-    s = params.active
-    model, tok = load.load_policy(args.policy)
-    rows = files.read_jsonl(args.prompts)[: args.n_prompts]
-    prompts = [data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens) for r in rows]
-    result = bench.compare_throughput(
-        model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed
-    )
-    print(json.dumps(result, indent=1))
+@command("render", "render dvc.yaml plots offline (SVG + PNG)", _render_arguments)
+def render_command(args: argparse.Namespace) -> int:
+    for path in render(args.revs, args.out):
+        print(path)
     return 0
 
 
-def bench_study(args) -> int:
+# --- benchmarks (to move out of the library) -----------------------------------------------
+
+
+def _bench_study_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--policy", default="models/sft", help="policy model directory")
+    p.add_argument("--reward", default="models/reward", help="reward model directory")
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="build GPT-2 small and DistilBERT base at random weights instead (no Hub, no models)",
+    )
+    p.add_argument("--corpus", default="data/reviews/train.jsonl", help="--random-init tokenizers")
+    p.add_argument("--tiny", action="store_true", help="--random-init: tiny models (CPU tests)")
+    p.add_argument("--grid", default="grid.yaml", help="its methods are the study's")
+    p.add_argument("--prompts", default="data/prompts/train.jsonl")
+    p.add_argument("--test-prompts", default="data/prompts/test.jsonl")
+    p.add_argument("--n-train", type=int, default=128, help="train prompts sampled")
+    p.add_argument("--n-test", type=int, default=32, help="test prompts evaluated")
+    p.add_argument("--n-reference", type=int, default=32, help="prompts for the reference loop")
+    p.add_argument("--train-steps", type=int, default=100)
+    p.add_argument("--study-steps", type=int, default=7000, help="steps per method, projected")
+    p.add_argument("--out", help="also write the result here (JSON)")
+    p.add_argument("--profile", metavar="DIR", help="also profile 5 training steps of each path")
+
+
+@command("bench-study", "time every stage on a slice; project the study", _bench_study_arguments)
+def bench_study(args: argparse.Namespace) -> int:
     """Stage timings of the active scale on a slice, plain path vs fast paths, and projections."""
     import tempfile
 
@@ -390,7 +273,7 @@ def bench_study(args) -> int:
     n_tokens = s.prompts.prompt_tokens
     rows = files.read_jsonl(args.prompts)[: args.n_train]
     study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "steps": args.study_steps}
-    study["n_methods"] = len(load_grid(args.grid))
+    study["n_methods"] = len(grid.load_grid(args.grid))
     result = {"params": {"scale": params.scale, "speed": vars(s.speed)}, "study": study}
     with tempfile.TemporaryDirectory() as work:
         policy, reward, corpus = args.policy, args.reward, None
@@ -430,133 +313,75 @@ def bench_study(args) -> int:
     return 0
 
 
-def _seeds_arg(text: str) -> list[int]:
-    """argparse type of `--seeds 0,1,2`: a bad value becomes one error line naming it."""
-    try:
-        return check_seeds(text.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _bench_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--policy", default="models/sft")
+    p.add_argument("--prompts", default="data/prompts/train.jsonl")
+    p.add_argument("--n-prompts", type=int, default=128)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="prefdiv", description=__doc__.split("\n\n")[0])
+@command(
+    "bench-sampling", "sampling tokens/s: ours vs the reference loop", _bench_sampling_arguments
+)
+def bench_sampling(args: argparse.Namespace) -> int:
+    from prefdiv import bench, config, data, files, load
+
+    params = config.load(args.params)
+    s = params.active
+    model, tok = load.load_policy(args.policy)
+    rows = files.read_jsonl(args.prompts)[: args.n_prompts]
+    prompts = [data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens) for r in rows]
+    result = bench.compare_throughput(
+        model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed
+    )
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one line too (argparse would print the usage block above it)."""
+
+    def error(self, message: str):
+        self.exit(errors.EXIT_USER_ERROR, f"{self.prog}: error: {message} (`{self.prog} -h`)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    """`prefdiv` with every registered subcommand; parsed arguments carry the command's `run`."""
+    ap = _Parser(prog="prefdiv", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    g = sub.add_parser("grid", help="queue and run the experiment grid; report failures")
-    g.add_argument("--grid", default="grid.yaml")
-    g.add_argument(
-        "--seeds",
-        type=_seeds_arg,
-        metavar="0,1,2",
-        help="run every configuration once per seed, named <name>-s<seed> (default: the grid "
-        "file's `seeds`)",
-    )
-    g.add_argument(
-        "--train-seeds",
-        type=_seeds_arg,
-        default=[0],
-        metavar="0,1",
-        help="also once per train seed (train + evaluate only), named <name>-s<seed>-t<t> "
-        "(default: 0, not named)",
-    )
-    workers = g.add_mutually_exclusive_group()
-    workers.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
-    workers.add_argument(
-        "--gpus",
-        type=lambda v: v.split(","),
-        metavar="0,1,…",
-        help="one DVC queue worker per GPU, each seeing only its own (CUDA_VISIBLE_DEVICES)",
-    )
-    g.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="also set this for every experiment (e.g. scale=paper); repeatable",
-    )
-    g.add_argument(
-        "--queue-only",
-        action="store_true",
-        help="queue the experiments, start no worker (one worker per GPU, see README)",
-    )
-    t = sub.add_parser("table", help="results table of the grid's experiments (Markdown)")
-    t.add_argument("--grid", default="grid.yaml")
-    t.add_argument("--readme", help="write the table between the README's results markers")
-    t.add_argument("--rev", help="baseline commit of the experiments (default: HEAD)")
-    c = sub.add_parser("compare", help="table + figures of every DVC experiment")
-    c.add_argument("--out", default="reports")
-    c.add_argument("--rev", help="baseline commit of the experiments (default: HEAD)")
-    c.add_argument(
-        "--reference",
-        default="reference/reference_results.csv",
-        help="reference study's results, for the table of orderings (skipped if absent)",
-    )
-    r = sub.add_parser("render", help="render dvc.yaml plots offline (SVG + PNG)")
-    r.add_argument("revs", nargs="*", help="revisions / experiment names (default: workspace)")
-    r.add_argument("--out", default="dvc_plots_offline")
-    bs = sub.add_parser("bench-study", help="time every stage on a slice; project the study")
-    bs.add_argument("--params", default="params.yaml")
-    bs.add_argument("--policy", default="models/sft", help="policy model directory")
-    bs.add_argument("--reward", default="models/reward", help="reward model directory")
-    bs.add_argument(
-        "--random-init",
-        action="store_true",
-        help="build GPT-2 small and DistilBERT base at random weights instead (no Hub, no models)",
-    )
-    bs.add_argument("--corpus", default="data/reviews/train.jsonl", help="--random-init tokenizers")
-    bs.add_argument("--tiny", action="store_true", help="--random-init: tiny models (CPU tests)")
-    bs.add_argument("--grid", default="grid.yaml", help="its methods are the study's")
-    bs.add_argument("--prompts", default="data/prompts/train.jsonl")
-    bs.add_argument("--test-prompts", default="data/prompts/test.jsonl")
-    bs.add_argument("--n-train", type=int, default=128, help="train prompts sampled")
-    bs.add_argument("--n-test", type=int, default=32, help="test prompts evaluated")
-    bs.add_argument("--n-reference", type=int, default=32, help="prompts for the reference loop")
-    bs.add_argument("--train-steps", type=int, default=100)
-    bs.add_argument("--study-steps", type=int, default=7000, help="steps per method, projected")
-    bs.add_argument("--out", help="also write the result here (JSON)")
-    bs.add_argument("--profile", metavar="DIR", help="also profile 5 training steps of each path")
-    b = sub.add_parser("bench-sampling", help="sampling tokens/s: ours vs the reference loop")
-    b.add_argument("--params", default="params.yaml")
-    b.add_argument("--policy", default="models/sft")
-    b.add_argument("--prompts", default="data/prompts/train.jsonl")
-    b.add_argument("--n-prompts", type=int, default=128)
-    # argparse takes a value such as `-1,2` for an option and says only "expected one argument";
-    # passed as `--seeds=-1,2` it reaches the seeds check, whose message names the bad seed.
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help)
+        c.arguments(p)
+        p.set_defaults(run=c.run)
+    return ap
+
+
+def _negative_values(argv: list[str]) -> list[str]:
+    """argparse takes a value such as `-1,2` for an option and says only "expected one
+    argument"; passed as `--seeds=-1,2` it reaches the seeds check, whose message names it."""
     joined: list[str] = []
-    for a in sys.argv[1:] if argv is None else argv:
+    for a in argv:
         if joined and joined[-1] in ("--seeds", "--train-seeds") and re.match(r"-\d", a):
             joined[-1] += f"={a}"
         else:
             joined.append(a)
-    args = ap.parse_args(joined)
-    if args.cmd == "bench-sampling":
-        return bench_sampling(args)
-    if args.cmd == "bench-study":
-        return bench_study(args)
-    if args.cmd == "grid":
-        for setting in args.set:
-            key = setting.split("=", 1)[0]
-            if key in KEYS:  # the grid sets it per experiment; a --set would override them all
-                g.error(
-                    f"--set {setting}: {key} is set per experiment by the grid "
-                    "(seeds: --seeds, train seeds: --train-seeds)"
-                )
-        return run_grid(
-            args.grid, args.jobs, args.set, args.queue_only, args.gpus, args.seeds, args.train_seeds
-        )
-    if args.cmd == "compare":
-        exps = experiments(args.rev)
-        path = compare.report(exps, args.out, args.reference, prompt_tables(exps))
-        print(f"wrote {path}")
-        return 0
-    if args.cmd == "render":
-        for path in render(args.revs, args.out):
-            print(path)
-        return 0
-    text = table(args.grid, args.rev)
-    if args.readme:
-        write_into(Path(args.readme), text)
-    print(text, end="")
-    return 0
+    return joined
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default: the command line) and run its subcommand; a user error prints one
+    line `prefdiv: <message>` and returns 2 (as `errors.main` does for a stage)."""
+    args = parser().parse_args(_negative_values(sys.argv[1:] if argv is None else argv))
+    try:
+        return args.run(args)
+    except UserError as e:
+        if os.environ.get(errors.DEBUG) == "1":
+            raise
+        print(f"prefdiv: {e}", file=sys.stderr)
+        return errors.EXIT_USER_ERROR
 
 
 if __name__ == "__main__":
