@@ -7,7 +7,7 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
-from prefdiv import config, errors, files, seeds, tracking, trainer
+from prefdiv import config, errors, files, tracking, trainer
 
 
 def main() -> None:
@@ -28,50 +28,29 @@ def main() -> None:
     if params.loss != config.NO_TRAINING and trainer.relaunched(p.num_processes, sys.argv):
         return
     main_process = trainer.accelerator_state().is_main_process
+    pairs = files.read_jsonl(args.pairs), files.read_jsonl(args.val_pairs)
+    run = trainer.settings(params)
+    root = tracking.repo_root()  # caches outlive a queued experiment's copy of the repository
+    ckpt = trainer.checkpoint_dir(root / args.checkpoints, args.sft, pairs, run)
     tags = {k: getattr(params, k) for k in (*config.EXPERIMENT_KEYS, "scale")}
     hparams = {f"train.{k}": v for k, v in vars(p).items()}  # tags hold seed and train_seed
-    pairs = files.read_jsonl(args.pairs), files.read_jsonl(args.val_pairs)
-    run = dict(
-        loss=params.loss,
-        beta=params.beta,
-        beta_end=params.beta_end,
-        loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
-        p=p,
-        speed=params.active.speed,
-        seed=seeds.replicate_seed(params.seed, params.train_seed),
-    )
-    # Under the repository root, like the dataset cache: a killed queued experiment's copy is gone.
-    ckpt = trainer.checkpoint_dir(tracking.repo_root() / args.checkpoints, args.sft, pairs, run)
-    timings: dict = {}
     # A run resumed from a checkpoint logs on into the MLflow run it started.
     resumed = trainer.saved_run_id(ckpt)
-    with tracking.run(
-        tags=tags, params={**tags, **hparams}, run_id=resumed, active=main_process
-    ) as run_id:
-        if main_process:
-            trainer.save_run_id(ckpt, run_id)
+    with tracking.run(tags=tags, params=tags | hparams, run_id=resumed, active=main_process) as r:
+        trainer.save_run_id(ckpt, r)
         with trainer.work_dir() as work:
-            curve, val_curve, final = trainer.train_policy(
-                args.sft,
-                *pairs,
-                **run,
-                out_dir=args.out,
-                work_dir=work,
-                checkpoints=ckpt,
-                dataset_cache=tracking.repo_root() / args.dataset_cache,  # shared by queued exps
-                report_to=[],
-                callbacks=[tracking.hf_callback()] if run_id else None,
-                timings=timings,
-            )
+            out = trainer.train_policy(
+                args.sft, *pairs, **run, out_dir=args.out, work_dir=work, checkpoints=ckpt,
+                dataset_cache=root / args.dataset_cache,  # tokenised pairs, reference log-probs
+                callbacks=[tracking.hf_callback()] if r else None,
+            )  # fmt: skip
         if main_process:  # `evaluate` finds this run by the policy's fingerprint, logs into it
             tracking.set_tags({tracking.POLICY_TAG: tracking.fingerprint(args.out)})
-    if not main_process:
-        return
-    if timings:  # setup = tokenising + reference log-probs (≈ 0 when `--dataset-cache` has them)
-        print(f"train: setup {timings['setup_s']:.1f} s, training {timings['train_s']:.1f} s")
-    files.write_csv(args.curve, curve)
-    files.write_csv(args.val_curve, val_curve)
-    files.write_json(args.metrics, final)
+    if main_process:  # setup = tokenising + reference log-probs (≈ 0 from the dataset cache)
+        print(f"train: setup {out.setup_s:.1f} s, training {out.train_s:.1f} s")
+        files.write_csv(args.curve, out.curve)
+        files.write_csv(args.val_curve, out.val_curve)
+        files.write_json(args.metrics, out.metrics)
 
 
 if __name__ == "__main__":

@@ -50,9 +50,10 @@ def _pairs(n):
 
 
 def _train(sft_dir, tmp_path, train_pairs, val_pairs, **kw):
-    """`train_policy` with this file's fixed arguments; `kw` overrides loss, β, params, …"""
-    args = dict(loss="sigmoid", beta=0.1, p=P, speed=SpeedParams(), seed=0, report_to=[])
-    return trainer.train_policy(
+    """(curve, validation curve, metrics) of `train_policy` with this file's fixed arguments;
+    `kw` overrides loss, β, params, …"""
+    args = dict(loss="sigmoid", beta=0.1, p=P, speed=SpeedParams(), seed=0)
+    out = trainer.train_policy(
         sft_dir,
         train_pairs,
         val_pairs,
@@ -60,6 +61,7 @@ def _train(sft_dir, tmp_path, train_pairs, val_pairs, **kw):
         work_dir=tmp_path / "work",
         **{**args, **kw},
     )
+    return out.curve, out.val_curve, out.metrics
 
 
 @pytest.mark.parametrize("loss", sorted(losses.LOSSES))

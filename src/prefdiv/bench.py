@@ -225,15 +225,15 @@ def train_and_evaluate(
     out["score_texts_per_s"] = n_texts / t
     all_pairs, _ = pairs.make_pairs(rows, s.pairs.min_margin)
     warmup = min(10, train_steps // 3)
-    timer, timings = StepTimer(warmup), {}
-    dpo_steps(
+    timer = StepTimer(warmup)
+    trained = dpo_steps(
         policy_dir, all_pairs, s.train, train_steps, seed=seed, speed=speed,
-        work_dir=work_dir, timings=timings, callbacks=[timer],
+        work_dir=work_dir, callbacks=[timer],
     )  # fmt: skip
     warm_s, step_s = timer.result(train_steps)
     out["train_pairs_per_s"] = s.train.batch_size / step_s  # steady state
     out["train_warmup_s"] = warm_s - warmup * step_s  # beyond steady steps: compilation
-    out["setup_pairs_per_s"] = len(all_pairs) / timings["setup_s"]  # tokenise + reference logps
+    out["setup_pairs_per_s"] = len(all_pairs) / trained.setup_s  # tokenise + reference logps
     out["n_pairs_per_prompt"] = len(all_pairs) / len(train_prompts)
     parts: dict = {}
     _, t = _timed(
@@ -388,14 +388,13 @@ class StepProfiler(TrainerCallback):
 
 def dpo_steps(policy_dir, all_pairs, p, steps: int, *, seed: int, speed, work_dir, **kwargs):
     """`steps` DPO (β = 0.1) optimiser steps with train params `p` and fast paths `speed`, no
-    validation, untracked; `kwargs` go to `trainer.train_policy`. Returns the params it ran with."""
+    validation, untracked; `kwargs` go to `trainer.train_policy`, whose result it returns."""
     from prefdiv import trainer
 
     p = dataclasses.replace(p, max_steps=steps, eval_steps=10 * steps)
-    train = dict(loss="sigmoid", beta=0.1, p=p, speed=speed, seed=seed, report_to=[], **kwargs)
+    train = dict(loss="sigmoid", beta=0.1, p=p, speed=speed, seed=seed, **kwargs)
     out, work = f"{work_dir}/policy", f"{work_dir}/train"
-    trainer.train_policy(policy_dir, all_pairs, [], out_dir=out, work_dir=work, **train)
-    return p
+    return trainer.train_policy(policy_dir, all_pairs, [], out_dir=out, work_dir=work, **train)
 
 
 def profile_training(

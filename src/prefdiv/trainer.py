@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,8 +30,8 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
-from prefdiv import load, losses
-from prefdiv.config import SpeedParams, TrainParams
+from prefdiv import load, losses, seeds
+from prefdiv.config import Params, SpeedParams, TrainParams
 from prefdiv.errors import UserError
 from prefdiv.files import atomic_dir
 
@@ -114,7 +115,11 @@ class PreferenceTrainer(DPOTrainer):
         self._pending_metrics = {"train": [], "eval": []}  # per-step means, still on the device
 
     def _logps(self, model, inputs):
-        """Summed response log-probs, (2B,): TRL's fused head, or :func:`token_logps`."""
+        """Summed response log-probs, (2B,): TRL's fused head, or :func:`token_logps`.
+
+        `inputs["input_ids"]`, `inputs["completion_mask"]`: (2B, T), TRL's concatenation of the
+        B chosen sequences, then the B rejected ones (so `.chunk(2)` splits them back).
+        """
         kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
         if self.fast_logps:
@@ -149,6 +154,9 @@ class PreferenceTrainer(DPOTrainer):
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Mean over the B pairs of the registry loss; `inputs` holds the (2B, T) concatenated
+        batch and, precomputed, the reference log-probs `ref_chosen_logps`/`ref_rejected_logps`,
+        (B,) each."""
         mode = "train" if model.training else "eval"
         # Summed response log-probs, as TRL computes them: prompt tokens carry label -100.
         chosen_logps, rejected_logps = self._logps(model, inputs).chunk(2)
@@ -307,6 +315,33 @@ def _curves(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What :func:`train_policy` returns. The seconds (setup = tokenising + reference log-probs,
+    then training) stay out of `metrics`: they would make DVC outputs differ between identical
+    runs."""
+
+    curve: pd.DataFrame  # step, beta, loss, reward_margin, reward_acc
+    val_curve: pd.DataFrame  # step, loss, reward_margin, reward_acc
+    metrics: dict  # final validation metrics, steps, n_processes
+    setup_s: float = 0.0
+    train_s: float = 0.0
+
+
+def settings(params: Params) -> dict:
+    """The keyword arguments of :func:`train_policy` that decide what it computes (all but
+    paths and callbacks), from validated params; the seed is the replicate's."""
+    return dict(
+        loss=params.loss,
+        beta=params.beta,
+        beta_end=params.beta_end,
+        loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
+        p=params.active.train,
+        speed=params.active.speed,
+        seed=seeds.replicate_seed(params.seed, params.train_seed),
+    )
+
+
 def train_policy(
     sft_dir: str | Path,
     train_pairs: list[dict],
@@ -319,47 +354,75 @@ def train_policy(
     seed: int,
     out_dir: str | Path,
     work_dir: str | Path,
-    report_to: list[str],
     beta_end: float | None = None,
     loss_options: dict | None = None,
-    timings: dict | None = None,
     dataset_cache: str | Path | None = None,
     callbacks: list | None = None,
     checkpoints: str | Path | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+) -> Trained:
     """Train the SFT policy on preference pairs with `loss`; save it to `out_dir`.
 
     `loss="sft"` trains nothing: the SFT model is copied, so `evaluate` scores the baseline.
-    Returns (train curve, validation curve, final metrics). `timings`, if given, receives the
-    wall-clock seconds of setup (tokenising + reference log-probs) and of training, which the
-    metrics leave out (they would make DVC outputs differ between identical runs).
     `dataset_cache`: a directory that keeps the pairs' tokenisation and reference log-probs for
-    the next run on the same pairs (see `to_ds` below); None recomputes them every run.
-    `callbacks`: extra `transformers.TrainerCallback`s (the benchmark's profiler).
+    the next run on the same pairs (see :func:`_pairs_dataset`); None recomputes them every run.
+    `callbacks`: `transformers.TrainerCallback`s (MLflow logging, the benchmark's profiler).
     `speed`: `lm_head`, `compile` (see :class:`PreferenceTrainer`), `fixed_length` (every batch
     padded to `p.max_length`), `loader_workers` (batches collated in background processes).
     `checkpoints`: this run's :func:`checkpoint_dir`: a checkpoint every `p.save_steps`, resumed
     from by the next call after a kill, removed once the policy is saved. None: no checkpoints.
     """
-    out_dir = Path(out_dir)
     if loss == "sft":
         with atomic_dir(out_dir) as tmp:  # complete or absent, as a trained policy
             shutil.copytree(sft_dir, tmp, dirs_exist_ok=True)
-        empty_train, empty_val = _curves([])
-        return empty_train, empty_val, {}
-
+        return Trained(*_curves([]), metrics={})
     if not train_pairs:
         raise UserError(
-            "no training pairs: every pair was a tie or no response was kept; lower "
-            "pairs.min_margin or generation.min_tokens, or sample more (sample.k)"
+            "no training pairs: every pair was a tie or no response was kept; "
+            "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
         )
-    on_gpu = torch.cuda.is_available()
     state = accelerator_state()
-    world = state.num_processes
+    args = _dpo_config(
+        p, speed, beta=beta, seed=seed, world=state.num_processes, validate=bool(val_pairs),
+        output_dir=checkpoints or work_dir, checkpoint=checkpoints is not None,
+    )  # fmt: skip
+    cache = Path(dataset_cache or Path(work_dir) / "pairs")
+    started = time.perf_counter()
+    trainer = PreferenceTrainer(
+        model=load.fuse_gelu(AutoModelForCausalLM.from_pretrained(sft_dir)),
+        args=args,
+        train_dataset=_pairs_dataset(train_pairs, cache, "train", speed.lm_head, state),
+        eval_dataset=(
+            _pairs_dataset(val_pairs, cache, "val", speed.lm_head, state) if val_pairs else None
+        ),
+        processing_class=load.policy_tokenizer(sft_dir),
+        loss_name=loss,
+        loss_options=loss_options or {},
+        beta_end=beta_end,
+        lm_head=speed.lm_head,
+        compile=speed.compile,
+        callbacks=callbacks,
+    )
+    set_up = time.perf_counter()
+    trainer.train(resume_from_checkpoint=_resume_point(checkpoints, state))
+    trained = time.perf_counter()
+    curve, val_curve = _curves(trainer.state.log_history)
+    metrics = _final_metrics(trainer, validate=bool(val_pairs), world=state.num_processes)
+    _save_policy(trainer, out_dir, state)
+    if checkpoints and state.is_main_process:  # the policy is saved: nothing left to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return Trained(curve, val_curve, metrics, set_up - started, trained - set_up)
+
+
+def _dpo_config(
+    p: TrainParams, speed: SpeedParams, *, beta: float, seed: int, world: int, validate: bool,
+    output_dir, checkpoint: bool,
+) -> DPOConfig:  # fmt: skip
+    """TRL's arguments for `p`: the batch split over `world` processes, bf16 on a GPU."""
     if p.batch_size % world:
-        raise ValueError(f"train.batch_size = {p.batch_size} does not split over {world} processes")
-    args = DPOConfig(
-        output_dir=str(checkpoints or work_dir),
+        raise UserError(f"train.batch_size = {p.batch_size} does not split over {world} processes")
+    on_gpu = torch.cuda.is_available()
+    return DPOConfig(
+        output_dir=str(output_dir),
         seed=seed,
         num_train_epochs=p.num_epochs,
         max_steps=p.max_steps or -1,  # -1: num_train_epochs decides
@@ -387,87 +450,75 @@ def train_policy(
         # memory that GPT-2 small (the study's model, batch 24) does not need.
         activation_checkpointing=False,
         logging_steps=p.logging_steps,
-        eval_strategy="steps" if val_pairs else "no",
+        eval_strategy="steps" if validate else "no",
         eval_steps=p.eval_steps,
         # The filter checks every step's loss for NaN/inf on the host (two syncs per step) to
         # keep them out of the logged average; a NaN loss stays visible in the curve instead.
         logging_nan_inf_filter=False,
         # Model, optimiser, scheduler, RNG states and the log history; the last one only.
-        save_strategy="steps" if checkpoints else "no",
+        save_strategy="steps" if checkpoint else "no",
         save_steps=p.save_steps,
         save_total_limit=1,
-        report_to=report_to,
+        report_to="none",  # tracking comes as a callback (tracking.hf_callback)
         # One batch shape for a compiled policy: pad to max_length (never exceeded, see above).
         pad_to_multiple_of=p.max_length if speed.fixed_length else None,
         # The collator pads Python lists on the CPU; workers do it while the GPU computes.
         dataloader_num_workers=speed.loader_workers,
         dataloader_persistent_workers=speed.loader_workers > 0,
     )
-    tokenizer = load.policy_tokenizer(sft_dir)
-    model = load.fuse_gelu(AutoModelForCausalLM.from_pretrained(sft_dir))
 
-    def to_ds(rows: list[dict], name: str) -> Dataset:
-        # On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
-        # dataset's fingerprint and, for the log-probs, the reference weights' hash) land beside
-        # it: the main process writes them and the others read them. With `dataset_cache` the
-        # directory is named by the pairs' content and outlives the run, so every method trained
-        # on the same pairs from the same SFT policy reuses both instead of recomputing them.
-        keep = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
-        if dataset_cache is None:
-            path = Path(work_dir) / "pairs" / name
-        else:
-            digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-            # With lm_head "full" the reference log-probs come from `token_logps`, not TRL's
-            # head: equal up to rounding, but each keeps its own.
-            path = Path(dataset_cache) / f"{name}-{digest}-{speed.lm_head}-head"
-        if state.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
-                if not path.exists():
-                    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-                    Dataset.from_list(keep).save_to_disk(tmp)
-                    os.replace(tmp, path)  # complete or absent, never half-written
-        state.wait_for_everyone()
-        return load_from_disk(path)
 
-    started = time.perf_counter()
-    trainer = PreferenceTrainer(
-        model=model,
-        args=args,
-        train_dataset=to_ds(train_pairs, "train"),
-        eval_dataset=to_ds(val_pairs, "val") if val_pairs else None,
-        processing_class=tokenizer,
-        loss_name=loss,
-        loss_options=loss_options or {},
-        beta_end=beta_end,
-        lm_head=speed.lm_head,
-        compile=speed.compile,
-        callbacks=callbacks,
-    )
-    set_up = time.perf_counter()
+def _pairs_dataset(rows: list[dict], cache: Path, name: str, head: str, state) -> Dataset:
+    """The pairs as an on-disk dataset `<cache>/<name>-<content hash>-<head>-head`, written once.
+
+    On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
+    dataset's fingerprint and, for the log-probs, the reference weights' hash) land beside it:
+    the main process writes them and the others read them. Named by the pairs' content, a
+    directory that outlives the run (`dataset_cache`) lets every method trained on the same pairs
+    from the same SFT policy reuse both instead of recomputing them. The head is in the name:
+    with lm_head "full" the reference log-probs come from `token_logps`, not TRL's head (equal up
+    to rounding), and each keeps its own.
+    """
+    keep = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
+    digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"{name}-{digest}-{head}-head"
+    if state.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
+            if not path.exists():
+                tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+                Dataset.from_list(keep).save_to_disk(tmp)
+                os.replace(tmp, path)  # complete or absent, never half-written
+    state.wait_for_everyone()
+    return load_from_disk(path)
+
+
+def _resume_point(checkpoints: str | Path | None, state: PartialState) -> Path | None:
     resume = last_checkpoint(checkpoints) if checkpoints else None
     if resume and state.is_main_process:
         print(f"train: resuming from {resume} (a run with the same params, pairs and code)")
-    trainer.train(resume_from_checkpoint=resume)
-    if timings is not None:
-        timings |= {"setup_s": set_up - started, "train_s": time.perf_counter() - set_up}
-    train_curve, val_curve = _curves(trainer.state.log_history)
-    final = trainer.evaluate() if val_pairs else {}
-    # Complete or absent: a run killed while saving leaves no policy a later stage would load.
-    with atomic_dir(out_dir, writer=state.is_main_process) as tmp:
-        trainer.save_model(str(tmp))  # main process only
-        if state.is_main_process:
-            tokenizer.save_pretrained(tmp)
-            # TRL's pickled arguments name the temporary work dir: drop them, or the output would
-            # differ on every run.
-            (tmp / "training_args.bin").unlink(missing_ok=True)
-    if checkpoints and state.is_main_process:  # the policy is saved: nothing left to resume
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    return resume
+
+
+def _final_metrics(trainer: PreferenceTrainer, *, validate: bool, world: int) -> dict:
+    """Validation metrics after the last step (`val/…`), without the timings TRL adds."""
+    final = trainer.evaluate() if validate else {}
     timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
-    final = {
+    metrics = {
         f"val/{k.removeprefix('eval_')}": v
         for k, v in final.items()
         if k.removeprefix("eval_") not in timing
     }
-    final |= {"steps": trainer.state.global_step, "n_processes": world}
-    return train_curve, val_curve, final
+    return metrics | {"steps": trainer.state.global_step, "n_processes": world}
+
+
+def _save_policy(trainer: PreferenceTrainer, out_dir, state: PartialState) -> None:
+    """The trained policy and its tokenizer; complete or absent (a run killed while saving leaves
+    no policy that a later stage would load)."""
+    with atomic_dir(out_dir, writer=state.is_main_process) as tmp:
+        trainer.save_model(str(tmp))  # main process only
+        if state.is_main_process:
+            trainer.processing_class.save_pretrained(tmp)
+            # TRL's pickled arguments name the temporary work dir: drop them, or the output would
+            # differ on every run.
+            (tmp / "training_args.bin").unlink(missing_ok=True)
