@@ -132,7 +132,7 @@ def test_killed_train_resumes_to_the_uninterrupted_result(study, fresh):
     assert {r.info.status for r in runs} == {"FINISHED"}
     for r in runs:
         steps = {m.step for m in client.get_metric_history(r.info.run_id, "loss")}
-        assert steps == set(range(1, STEPS + 1))
+        assert steps == set(range(1, STEPS + 1)), "every step's point, also those before the kill"
 
 
 def test_checkpoints_of_other_params_pairs_or_policy_are_never_resumed(study, tmp_path):

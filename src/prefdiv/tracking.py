@@ -193,8 +193,14 @@ def hf_callback():
     class SafeMLflowCallback(MLflowCallback):
         failed = False
 
+        def setup(self, args, state, model):
+            super().setup(args, state, model)
+            # transformers logs asynchronously; a run killed before the queue drained would lose
+            # the points logged before its last checkpoint, which the resumed run does not redo.
+            self._async_log = False
+
     def guard(name):
-        method = getattr(MLflowCallback, name)
+        method = getattr(SafeMLflowCallback, name)
 
         def call(self, *args, **kwargs):
             if self.failed:
