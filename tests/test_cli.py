@@ -79,6 +79,7 @@ def _repo_with_grid(tmp_path, monkeypatch, text):
         (["grid", "--seeds", "0"], "seeds: [0\n", "grid.yaml:2: not valid YAML"),
         (["table", "--rev", "nosuch"], GRID, "unknown revision 'nosuch'"),
         (["compare", "--rev", "nosuch"], GRID, "unknown revision 'nosuch'"),
+        (["compare"], "levels: {1: {experiments: {a: {}}}}\n", "grid.yaml: levels.1: no title"),
         (["table"], GRID, "`dvc exp show --json` failed (exit 253): you are not inside"),
     ],
 )

@@ -1,9 +1,16 @@
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.stats import t as t_dist
 
-from prefdiv import compare
+from prefdiv import compare, config, grid, stats
+from prefdiv.config import ParamsError
+
+ROOT = compare.Path(__file__).resolve().parents[1]
+LEVELS = grid.load_levels(ROOT / "grid.yaml")  # the study's: l1-… level 1, l2-… 2, l3-… 3
+DEFAULTS = "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
 
 
 def _exp(loss, reward, entropy, **params):
@@ -14,20 +21,106 @@ def _exp(loss, reward, entropy, **params):
     return {"state": "success", "params": {**p, **params}, "metrics": {compare.EVAL: m}}
 
 
-def test_levels_follow_the_reference_study():
-    assert compare.level({"loss": "sft"}) == compare.level({"loss": "hinge"}) == 1
-    assert compare.level({"loss": "alpha", "alpha": 0.3}) == 2
-    assert compare.level({"loss": "ipo"}) == compare.level({"loss": "cdpo"}) == 3
-    assert compare.level({"loss": "sigmoid", "beta_end": 1.0}) == 3  # annealing
+def _pool(exps, levels):
+    """`prefdiv compare`'s per-configuration records (its table rows and figure points)."""
+    return compare.pooled(stats.group(exps)[0], exps, levels)
+
+
+def _panels(png) -> int:
+    """Panels of a reward–entropy figure, from its width (5 in each, 120 dpi)."""
+    return matplotlib.image.imread(png).shape[1] // (5 * 120)
+
+
+def test_levels_come_from_the_grid_by_configuration_name():
+    exps = {
+        "l1-sft-s0": _exp("sft", 0.4, 4.2, seed=0),
+        "l2-alpha-03-s1-t1": _exp("alpha", 2.0, 4.3, alpha=0.3, seed=1, train_seed=1),
+        "l3-dpo-anneal": _exp("sigmoid", 2.2, 4.1, beta=0.0, beta_end=1.0),  # a bare name
+    }
+    pool = _pool(exps, LEVELS)
+    found = {n: e["level"] for n, e in pool.items()}
+    assert found == {"l1-sft": 1, "l2-alpha-03": 2, "l3-dpo-anneal": 3}
+    md = compare.markdown(pool)
+    assert "| l2-alpha-03 | 2 | alpha |" in md and "| l3-dpo-anneal | 3 | sigmoid |" in md
+    titles = {lvl: title for lvl, (title, _) in compare.panels(pool, LEVELS).items()}
+    assert titles == {
+        1: "level 1: SFT, SLiC-HF, DPO",
+        2: "level 2: f-DPO",
+        3: "level 3: IPO, cDPO, β anneal",
+    }
+
+
+def test_an_experiment_missing_from_the_grid_gets_no_level(tmp_path):
+    """An ad hoc `dvc exp run -S loss=fkl -S beta=0.2` is not level 2's f-DPO configuration,
+    nor level 1 (the old fallback): level `—`, last in the table, a panel of its own, no part
+    in the f-family trend."""
+    exps = {
+        "l1-sft-s0": _exp("sft", 0.4, 4.2),
+        "l1-sigmoid-s0": _exp("sigmoid", 2.4, 3.6),
+        "l2-fkl-s0": _exp("fkl", 2.0, 4.0),
+        "hoary-tabs": _exp("fkl", 1.8, 4.1, beta=0.2),
+    }
+    pool = _pool(exps, LEVELS)
+    assert pool["hoary-tabs"]["level"] is None and pool["l2-fkl"]["level"] == 2
+    rows = [ln for ln in compare.markdown(pool).splitlines() if ln.startswith("| ")]
+    assert rows[-1].startswith("| hoary-tabs | — | fkl | 0.2 |")
+    drawn = compare.panels(pool, LEVELS)
+    assert drawn[None] == (compare.NO_LEVEL, ["hoary-tabs"])
+    assert all("hoary-tabs" not in names for lvl, (_, names) in drawn.items() if lvl)
+    # the f-family trend takes levels 1–2 only: 2 points, so none (3 if it were counted)
+    assert compare.quadratic_trend(pool, "diversity/entropy_unigram", "reward/mean") is None
+    md = compare.report(exps, tmp_path, LEVELS).read_text()
+    assert "| hoary-tabs | — | fkl |" in md
+    assert _panels(tmp_path / "reward_entropy.png") == 4  # levels 1, 2, 3 and "no level"
+    del exps["hoary-tabs"]
+    compare.report(exps, tmp_path / "all", LEVELS)
+    assert _panels(tmp_path / "all" / "reward_entropy.png") == 3
+
+
+def test_a_registered_loss_is_compared_at_its_grid_level(tmp_path, monkeypatch):
+    """README "Adding a loss": the function, its registry entry, its grid entry."""
+    from prefdiv import losses
+
+    def toy(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta, **options):
+        rho_w, rho_l = policy_chosen - ref_chosen, policy_rejected - ref_rejected
+        return (beta * (rho_w - rho_l) - 1) ** 2, beta * rho_w.detach(), beta * rho_l.detach()
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(ParamsError, match="loss = 'toy' is not allowed"):
+        config.validate({**raw, "loss": "toy"})
+    monkeypatch.setitem(losses.LOSSES, "toy", toy)
+    assert config.validate({**raw, "loss": "toy", "beta": 0.2}).loss == "toy"
+    assert losses.get_loss("toy") is toy
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        DEFAULTS + "levels:\n"
+        "  1: {title: baselines, experiments: {b-sft: {loss: sft}}}\n"
+        "  4: {title: toy losses, experiments: {l4-toy: {loss: toy, beta: 0.2}}}\n"
+    )
+    cmds = grid.queue_commands(grid.load_grid(path))
+    assert "loss=toy" in cmds[1] and "beta=0.2" in cmds[1] and cmds[1][5] == "l4-toy-s0"
+    levels = grid.load_levels(path)
+    exps = {
+        "b-sft-s0": _exp("sft", 0.4, 4.2, seed=0),
+        "l4-toy-s0": _exp("toy", 1.5, 4.4, beta=0.2, seed=0),
+        "l4-toy-s1": _exp("toy", 1.7, 4.6, beta=0.2, seed=1),
+    }
+    md = compare.report(exps, tmp_path / "out", levels).read_text()
+    assert "| l4-toy | 4 | toy | 0.2 |  | 2 seeds |" in md
+    drawn = compare.panels(_pool(exps, levels), levels)
+    assert drawn[4] == ("level 4: toy losses", ["l4-toy"]) and None not in drawn
+    assert _panels(tmp_path / "out" / "reward_entropy.png") == 2
 
 
 def test_quadratic_trend_recovers_a_parabola():
     xs = [3.6, 3.8, 4.0, 4.2]
     exps = {
-        f"e{i}": _exp(loss, -((x - 3.9) ** 2) + 1, x)
+        f"e{i}": {**_exp(loss, -((x - 3.9) ** 2) + 1, x), "level": 1 if i == 0 else 2}
         for i, (loss, x) in enumerate(zip(["sigmoid", "jsd", "alpha", "fkl"], xs, strict=True))
     }
-    exps["ipo"] = _exp("ipo", 5.0, 3.0)  # not in the f-family: ignored
+    exps["ipo"] = {**_exp("ipo", 5.0, 3.0), "level": 3}  # not in the f-family: ignored
+    exps["anneal"] = {**_exp("sigmoid", 5.0, 3.0, beta_end=1.0), "level": 3}  # level 3: ignored
     coef = compare.quadratic_trend(exps, "diversity/entropy_unigram", "reward/mean")
     assert coef == pytest.approx([-1.0, 7.8, 1 - 3.9**2], rel=1e-6)
     assert (
@@ -38,16 +131,17 @@ def test_quadratic_trend_recovers_a_parabola():
 
 def test_report_skips_failed_and_writes_figures(tmp_path):
     exps = {
-        "ok": _exp("sigmoid", 2.0, 4.0),
-        "base": _exp("sft", 0.5, 4.2),
-        "bad": {**_exp("fkl", 9.0, 9.0), "state": "failed"},
+        "l1-sigmoid": _exp("sigmoid", 2.0, 4.0),
+        "l1-sft": _exp("sft", 0.5, 4.2),
+        "l2-fkl": {**_exp("fkl", 9.0, 9.0), "state": "failed"},
     }
-    md = compare.report(exps, tmp_path).read_text()
-    assert "| ok | 1 | sigmoid | 0.1 |  | 1 seed |" in md and "| base | 1 | sft | — |" in md
+    md = compare.report(exps, tmp_path, LEVELS).read_text()
+    assert "| l1-sigmoid | 1 | sigmoid | 0.1 |  | 1 seed |" in md
+    assert "| l1-sft | 1 | sft | — |" in md
     assert "2.000 [1.900, 2.100]" in md  # one run: its own prompts-only interval
-    assert "| bad |" not in md and "Skipped (failed" in md
+    assert "| l2-fkl |" not in md and "Skipped (failed" in md
     assert (tmp_path / "reward_entropy.png").exists() and (tmp_path / "reward_kl.png").exists()
-    assert np.isfinite(exps["ok"]["metrics"][compare.EVAL]["reward/mean"])
+    assert np.isfinite(exps["l1-sigmoid"]["metrics"][compare.EVAL]["reward/mean"])
 
 
 def test_orderings_match_configurations_and_rank(tmp_path):
@@ -71,16 +165,25 @@ def test_orderings_match_configurations_and_rank(tmp_path):
     assert "a05" not in md
 
 
-def test_reference_points_are_drawn_at_paper_scale_only(tmp_path):
-    ref_csv = compare.Path(__file__).resolve().parents[1] / "reference" / "reference_results.csv"
-    points = compare.reference_points(compare.read_reference(ref_csv))
+def test_reference_points_take_their_level_from_the_grid_by_settings():
+    ref = compare.read_reference(ROOT / "reference" / "reference_results.csv")
+    points = compare.reference_points(ref, LEVELS)
     assert len(points) == 14
     levels = {method: lvl for lvl, method, _, _ in points}
-    assert (
-        levels["DPO"] == 1
-        and levels["f-DPO FKL"] == 2
-        and levels["IPO 0.1"] == levels["DPO annealing"] == 3
-    )
+    assert levels["SFT"] == levels["DPO"] == levels["SLiC-HF hinge"] == 1
+    assert levels["f-DPO FKL"] == levels["f-DPO alpha 0.3"] == 2
+    assert levels["IPO 0.1"] == levels["cDPO"] == levels["DPO annealing"] == 3
+    # a grid without the configuration: no level (the figure's "no level" panel)
+    dpo = compare.config_key("sigmoid", 0.1, {})
+    only_dpo = grid.Levels({1: "DPO"}, {"l1-sigmoid": 1}, {dpo: 1})
+    placed = {method: lvl for lvl, method, _, _ in compare.reference_points(ref, only_dpo)}
+    assert placed["DPO"] == 1 and placed["DPO annealing"] is None and placed["SFT"] is None
+    drawn = compare.panels({}, only_dpo, compare.reference_points(ref, only_dpo))
+    assert list(drawn) == [1, None]
+
+
+def test_reference_points_are_drawn_at_paper_scale_only(tmp_path):
+    ref_csv = ROOT / "reference" / "reference_results.csv"
     exps = {
         "sft": _exp("sft", 0.4, 5.3),
         "dpo": _exp("sigmoid", 2.8, 4.7),
@@ -88,8 +191,8 @@ def test_reference_points_are_drawn_at_paper_scale_only(tmp_path):
     }
     paper = {n: {**e, "params": {**e["params"], "scale": "paper"}} for n, e in exps.items()}
     demo = {n: {**e, "params": {**e["params"], "scale": "demo"}} for n, e in exps.items()}
-    assert "Hollow diamonds" in compare.report(paper, tmp_path / "p", ref_csv).read_text()
-    md = compare.report(demo, tmp_path / "d", ref_csv).read_text()
+    assert "Hollow diamonds" in compare.report(paper, tmp_path / "p", LEVELS, ref_csv).read_text()
+    md = compare.report(demo, tmp_path / "d", LEVELS, ref_csv).read_text()
     assert "Hollow diamonds" not in md and "Orderings vs the reference study" in md
 
 
@@ -110,12 +213,15 @@ def _replicates(name, loss, rewards, entropies, **params):
     return exps, prompts
 
 
+X_LEVELS = grid.Levels({1: "classics"}, {"x": 1, "base": 1}, {})  # as a grid file would give
+
+
 def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
     exps, prompts = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
     more, more_prompts = _replicates("base", "sft", [0.5, 0.6, 0.7], [4.3, 4.5, 4.4])
     exps |= more | {"fkl-s1": {**_exp("fkl", 9.0, 9.0), "state": "failed"}}
     prompts |= more_prompts
-    md = compare.report(exps, tmp_path, prompts=prompts).read_text()
+    md = compare.report(exps, tmp_path, X_LEVELS, prompts=prompts).read_text()
     half = t_dist.ppf(0.975, 2) * 0.2 / np.sqrt(3)  # SD of (2.0, 2.2, 2.4) = 0.2
     cell = f"2.200 [{2.2 - half:.3f}, {2.2 + half:.3f}]"
     assert f"| x | 1 | sigmoid | 0.1 |  | 3 seeds | {cell} |" in md
@@ -131,6 +237,6 @@ def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
 
 def test_report_without_per_prompt_tables_still_tabulates(tmp_path):
     exps, _ = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
-    md = compare.report(exps, tmp_path).read_text()
+    md = compare.report(exps, tmp_path, X_LEVELS).read_text()
     assert "| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 [" in md
     assert "No per-prompt tables given" in md and "## Claims" not in md

@@ -88,7 +88,26 @@ def test_grid_file_seeds_are_the_default_and_checked(tmp_path):
         (DEFAULTS + "experiments:\n  a: {loss: sft}\n  b: loss: ipo\n", "grid.yaml:4: not valid"),
         ("- a\n- b\n", "grid.yaml: expected a mapping with the keys seeds, defaults"),
         (DEFAULTS + "experiment: {a: {loss: sft}}\n", "unknown key 'experiment'; allowed: seeds"),
-        (DEFAULTS, "experiments: expected a mapping of name → settings"),
+        (DEFAULTS, "grid.yaml: no configuration; list them (name → settings) under `levels:"),
+        (DEFAULTS + "experiments: {}\n", "experiments: expected a mapping of name → settings"),
+        (DEFAULTS + "levels: [a]\n", "levels: expected a mapping of level → {title, experiments}"),
+        (DEFAULTS + "levels: {one: {}}\n", "levels: 'one' is not a level; levels are integers ≥ 1"),
+        (DEFAULTS + "levels: {0: {}}\n", "levels: 0 is not a level"),
+        (DEFAULTS + "levels: {1: {experiments: {a: {loss: sft}}}}\n", "levels.1: no title"),
+        (
+            DEFAULTS + "levels: {1: {title: t, experiment: {a: {loss: sft}}}}\n",
+            "levels.1: unknown key 'experiment'; allowed: title, experiments",
+        ),
+        (DEFAULTS + "levels: {1: {title: t}}\n", "levels.1.experiments: expected a mapping"),
+        (
+            DEFAULTS + "levels: {1: {title: t, experiments: {a: {loss: sft, bta: 1}}}}\n",
+            "levels.1.experiments.a: unknown key 'bta'",
+        ),
+        (
+            DEFAULTS + "levels: {1: {title: t, experiments: {a: {loss: sft}}}}\n"
+            "experiments: {a: {loss: ipo}}\n",
+            "experiments.a: a is also levels.1.experiments.a; names are unique",
+        ),
         (DEFAULTS + "experiments: {a: sft}\n", "experiments.a: expected a mapping of experiment"),
         (
             DEFAULTS + "experiments: {a: {loss: sft, lable_smoothing: 0.1}}\n",
@@ -107,6 +126,39 @@ def test_a_bad_grid_file_is_one_user_error_naming_file_and_entry(tmp_path, text,
     with pytest.raises(UserError) as e:
         grid.load_grid(path)
     assert must_say in str(e.value) and "\n" not in str(e.value)
+
+
+def test_levels_come_from_where_each_configuration_sits_in_the_file(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        DEFAULTS + "levels:\n"
+        "  2: {title: ' f-DPO ', experiments: {b: {loss: fkl}, c: {loss: jsd}}}\n"
+        "  1: {title: classics, experiments: {a: {loss: sigmoid}}}\n"
+        "experiments: {adhoc: {loss: hinge}}\n"
+    )
+    configs, levels = grid.load_grid(path), grid.load_levels(path)
+    assert list(configs) == ["b", "c", "a", "adhoc"]  # file order: the levels', then the rest
+    assert "level" not in configs["b"] and configs["b"]["loss"] == "fkl"  # not passed to DVC
+    assert levels.titles == {1: "classics", 2: "f-DPO"} and list(levels.titles) == [1, 2]
+    assert levels.configs == {"b": 2, "c": 2, "a": 1}  # the top-level experiments: no level
+    found = {n: levels.of(n) for n in ("b-s0", "c-s1-t2", "a", "adhoc-s0", "hoary-tabs")}
+    assert found == {"b-s0": 2, "c-s1-t2": 2, "a": 1, "adhoc-s0": None, "hoary-tabs": None}
+    # results known only by their settings (the reference study's points) are placed too
+    assert levels.by_settings == {
+        compare._exp_key(configs["b"]): 2,
+        compare._exp_key(configs["c"]): 2,
+        compare._exp_key(configs["a"]): 1,
+    }
+    # queue commands: the settings only, the level nowhere
+    assert not any("level" in a for c in grid.queue_commands(configs) for a in c)
+
+
+def test_the_study_grid_keeps_its_names_and_three_levels():
+    """The committed reports and README tables name the configurations `l<level>-…`."""
+    levels = grid.load_levels(ROOT / "grid.yaml")
+    assert levels.titles == {1: "SFT, SLiC-HF, DPO", 2: "f-DPO", 3: "IPO, cDPO, β anneal"}
+    assert len(levels.configs) == 14
+    assert all(name.startswith(f"l{lvl}-") for name, lvl in levels.configs.items())
 
 
 def test_failures_are_grouped_by_configuration_and_seed():

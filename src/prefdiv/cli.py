@@ -7,8 +7,9 @@
                                     only those that did not succeed
     prefdiv table   [--grid grid.yaml] [--readme README.md]   the grid's results table (Markdown),
                                                     replicates grouped
-    prefdiv compare [--out reports]   every experiment, replicates grouped: tables, claims,
-                                      figures (reports/compare.md)
+    prefdiv compare [--out reports] [--grid grid.yaml]   every experiment, replicates grouped,
+                                      by the grid's levels: tables, claims, figures
+                                      (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
     prefdiv bench-sampling [--n-prompts 128]   our sampling vs the reference study's loop
     prefdiv bench-study --policy D --reward D  time every stage on a slice; project the study
@@ -182,6 +183,7 @@ def table_command(args: argparse.Namespace) -> int:
 
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="reports")
+    p.add_argument("--grid", default="grid.yaml", help="its levels group tables and panels")
     _rev(p)
     p.add_argument(
         "--reference",
@@ -192,8 +194,9 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("compare", "table + figures of every DVC experiment", _compare_arguments)
 def compare_command(args: argparse.Namespace) -> int:
+    levels = grid.load_levels(args.grid)
     exps = grid.experiments(args.rev)
-    path = compare.report(exps, args.out, args.reference, grid.prompt_tables(exps))
+    path = compare.report(exps, args.out, levels, args.reference, grid.prompt_tables(exps))
     print(f"wrote {path}")
     return 0
 

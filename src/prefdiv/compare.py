@@ -9,10 +9,15 @@ docs/statistics.md).
 
 Figures (matplotlib, PNG):
 - the reward–entropy plane, one point per configuration with 95 % CI bars and its replicates as
-  faint points, levels 1/2/3 of the
-  reference study as separate panels, and the quadratic trend the reference study fits over the
-  f-divergence family (reverse KL = `sigmoid`, `jsd`, `alpha`, `fkl`) in the level-2 panel;
+  faint points, one panel per method level of the grid file (the reference study's levels 1/2/3
+  in `grid.yaml`), and the quadratic trend the reference study fits over the f-divergence family
+  (reverse KL = `sigmoid`, `jsd`, `alpha`, `fkl`) in the level-2 panel;
 - the reward–KL frontier (the DPO paper's Fig. 2 axes): reward vs KL(π‖π_ref).
+
+Levels come from the grid file only (`grid.Levels`, by configuration name): an experiment whose
+configuration is in no level of it (an ad hoc `dvc exp run -S loss=…`) has no level. Tables
+write its level `—` and list it after the levels; the reward–entropy figure draws it in a last
+panel, "no level", and the reward–KL figure in black.
 
 At paper scale (the experiments' `scale` is `paper`) the reward–entropy panels also draw the
 reference study's published points (`reference/reference_results.csv`) beside ours; their values
@@ -21,7 +26,9 @@ are comparable only there (same models, prompts and sampling).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -31,6 +38,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prefdiv import stats  # noqa: E402
+
+if TYPE_CHECKING:
+    from prefdiv.grid import Levels  # grid imports this module
 
 EVAL = "metrics/eval.json"
 PROMPTS = "plots/eval_prompts.csv"  # per-prompt values, committed with each experiment
@@ -51,11 +61,19 @@ COLUMNS = [  # (metric, header, decimals)
 ]
 
 
-def level(p: dict) -> int:
-    """The reference study's level of a configuration: 1 classics, 2 f-DPO, 3 IPO/cDPO/annealing."""
-    if p.get("beta_end") is not None or p["loss"] in ("ipo", "cdpo"):
-        return 3
-    return 2 if p["loss"] in ("fkl", "jsd", "alpha") else 1
+NO_LEVEL = "no level (not in a level of the grid)"  # the figure panel of such experiments
+
+
+def config_level(c: stats.Config, levels: Levels) -> int | None:
+    """Level of a configuration in the grid: that of its first run (by name) whose configuration
+    name the grid places in a level; None if there is none."""
+    found = (levels.of(name) for name in sorted(c.runs.values()))
+    return next((lvl for lvl in found if lvl is not None), None)
+
+
+def _rank(lvl: int | None) -> tuple:
+    """Sort key of a level: ascending, no level last."""
+    return (lvl is None, lvl or 0)
 
 
 def describe(p: dict) -> tuple[str, str]:
@@ -90,7 +108,7 @@ def _head(cells) -> list[str]:
 
 
 def _order(item: tuple[str, dict]) -> tuple:
-    return level(item[1]["params"]), item[0]
+    return _rank(item[1].get("level")), item[0]
 
 
 def _present(exps: dict[str, dict], columns=COLUMNS) -> list[tuple]:
@@ -108,8 +126,8 @@ def seeds(e: dict) -> str:
 
 
 def markdown(exps: dict[str, dict]) -> str:
-    """Table: configuration, level, loss, β, options, seeds, every headline metric as
-    mean [low, high] of its 95 % CI (:func:`cell`)."""
+    """Table: configuration, level (`—` for none), loss, β, options, seeds, every headline
+    metric as mean [low, high] of its 95 % CI (:func:`cell`)."""
     cols = _present(exps)
     lines = _head(
         ["experiment", "level", "loss", "β", "options", "seeds", *[h for _, h, _ in cols]]
@@ -117,7 +135,8 @@ def markdown(exps: dict[str, dict]) -> str:
     for name, e in sorted(exps.items(), key=_order):
         p, m = e["params"], e["metrics"][EVAL]
         cells = [cell(m, k, d) for k, _, d in cols]
-        lines.append(_row([name, str(level(p)), p["loss"], *describe(p), seeds(e), *cells]))
+        lvl = "—" if e.get("level") is None else str(e["level"])
+        lines.append(_row([name, lvl, p["loss"], *describe(p), seeds(e), *cells]))
     return "\n".join(lines) + "\n"
 
 
@@ -135,11 +154,14 @@ def _numeric_keys(runs: dict) -> list[str]:
     )
 
 
-def pooled(configs: dict[tuple, stats.Config], exps: dict[str, dict]) -> dict[str, dict]:
+def pooled(
+    configs: dict[tuple, stats.Config], exps: dict[str, dict], levels: Levels | None = None
+) -> dict[str, dict]:
     """Per configuration label, an experiment-like record: every metric is the mean over its
     replicates with the seed-aware 95 % interval (`stats.estimate`) as `<metric>_ci_low/high`;
     a single run keeps its own values and prompts-only CI. Also `config` (`stats.Config`),
-    `runs` (replicate → its metrics) and `estimates` (metric → `stats.Estimate`)."""
+    `runs` (replicate → its metrics), `estimates` (metric → `stats.Estimate`) and `level`
+    (:func:`config_level` in `levels`; None without)."""
     out = {}
     for c in configs.values():
         runs = {rep: exps[name]["metrics"][EVAL] for rep, name in c.runs.items()}
@@ -158,6 +180,7 @@ def pooled(configs: dict[tuple, stats.Config], exps: dict[str, dict]) -> dict[st
             config=c,
             runs=runs,
             estimates=estimates,
+            level=None if levels is None else config_level(c, levels),
         )
     return out
 
@@ -195,11 +218,14 @@ def _point(ax, e: dict, x: str, y: str, label: str, **kw) -> None:
 
 
 def quadratic_trend(exps: dict[str, dict], x: str, y: str) -> np.ndarray | None:
-    """Coefficients of y = a·x² + b·x + c over the f-divergence family (≥ 3 points), else None."""
+    """Coefficients of y = a·x² + b·x + c over the f-divergence family (≥ 3 points), else None.
+
+    The family: losses of `F_FAMILY` at levels 1–2 (`level` of each record), so annealed DPO
+    (level 3) and experiments without a level are left out."""
     pts = [
         (e["metrics"][EVAL][x], e["metrics"][EVAL][y])
         for e in exps.values()
-        if e["params"]["loss"] in F_FAMILY and level(e["params"]) in (1, 2)
+        if e["params"]["loss"] in F_FAMILY and e.get("level") in (1, 2)
     ]
     if len(pts) < 3:
         return None
@@ -207,38 +233,64 @@ def quadratic_trend(exps: dict[str, dict], x: str, y: str) -> np.ndarray | None:
     return np.polyfit(xs, ys, 2)
 
 
-def reference_points(reference: dict[tuple, dict]) -> list[tuple[int, str, float, float]]:
-    """(level, method, reward, entropy) of every configuration of the reference study."""
-    out = []
-    for (loss, _, option), row in reference.items():
-        lvl = level({"loss": loss, "beta_end": dict(option).get("beta_end")})
-        out.append((lvl, row["method"], float(row["reward_all"]), float(row["entropy_all"])))
-    return out
+def reference_points(
+    reference: dict[tuple, dict], levels: Levels
+) -> list[tuple[int | None, str, float, float]]:
+    """(level, method, reward, entropy) of every configuration of the reference study; its level
+    is that of the grid configuration with the same loss, β and options (`_exp_key`), None if
+    no level of the grid has one."""
+    return [
+        (levels.by_settings.get(key), r["method"], float(r["reward_all"]), float(r["entropy_all"]))
+        for key, r in reference.items()
+    ]
 
 
 def is_paper_scale(exps: dict[str, dict]) -> bool:
     return bool(exps) and all(e["params"].get("scale") == "paper" for e in exps.values())
 
 
-def reward_entropy_figure(
-    exps: dict[str, dict], path: Path, reference: dict[tuple, dict] | None = None
-) -> None:
-    """One panel per level; with `reference`, the reference study's points as hollow diamonds."""
-    x, y = "diversity/entropy_unigram", "reward/mean"
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True, sharey=True)
-    titles = {
-        1: "level 1: SFT, SLiC-HF, DPO",
-        2: "level 2: f-DPO",
-        3: "level 3: IPO, cDPO, β anneal",
+def panels(
+    exps: dict[str, dict], levels: Levels, points: Sequence[tuple] = ()
+) -> dict[int | None, tuple[str, list[str]]]:
+    """The reward–entropy figure's panels: level → (title, the records drawn there in colour).
+
+    One panel per level of `levels`, `level <n>: <title>`, with the records (`exps`, each with
+    its `level`) of that level; then, if any record or reference point (`points`,
+    :func:`reference_points`) has no level, the panel `None`, :data:`NO_LEVEL`, with them.
+    """
+    titles: dict[int | None, str] = {n: f"level {n}: {t}" for n, t in levels.titles.items()}
+    unplaced = [e.get("level") for e in exps.values()] + [lvl for lvl, *_ in points]
+    if not titles or None in unplaced:
+        titles[None] = NO_LEVEL
+    return {
+        lvl: (title, [n for n, e in exps.items() if e.get("level") == lvl])
+        for lvl, title in titles.items()
     }
-    for lvl, ax in zip((1, 2, 3), axes, strict=True):
+
+
+def reward_entropy_figure(
+    exps: dict[str, dict],
+    path: Path,
+    levels: Levels,
+    reference: dict[tuple, dict] | None = None,
+) -> None:
+    """The :func:`panels` side by side; level 1's SFT and DPO (`sigmoid`) in grey in every other
+    panel; with `reference`, the reference study's points as hollow diamonds."""
+    x, y = "diversity/entropy_unigram", "reward/mean"
+    points = reference_points(reference or {}, levels)
+    drawn = panels(exps, levels, points)
+    fig, axes = plt.subplots(
+        1, len(drawn), figsize=(5 * len(drawn), 4.5), sharex=True, sharey=True, squeeze=False
+    )
+    ax_of = dict(zip(drawn, axes[0], strict=True))
+    for lvl, ax in ax_of.items():
+        title, members = drawn[lvl]
         for name, e in exps.items():
-            p = e["params"]
-            if level(p) == lvl:
+            if name in members:
                 _point(ax, e, x, y, name)
-            elif p["loss"] in ("sft", "sigmoid") and level(p) == 1:  # baselines in every panel
-                _point(ax, e, x, y, name, color="lightgray")
-        for lvl_ref, method, reward, entropy in reference_points(reference or {}):
+            elif e["params"]["loss"] in ("sft", "sigmoid") and e.get("level") == 1:
+                _point(ax, e, x, y, name, color="lightgray")  # baselines in every panel
+        for lvl_ref, method, reward, entropy in points:
             if lvl_ref == lvl:
                 ax.plot(entropy, reward, "D", mfc="none", color="black")
                 ax.annotate(
@@ -249,15 +301,15 @@ def reward_entropy_figure(
                     fontsize=6,
                     color="dimgray",
                 )
-        ax.set_title(titles[lvl])
+        ax.set_title(title)
         ax.set_xlabel("unigram entropy (nats) → more diverse")
         ax.grid(alpha=0.3)
     coef = quadratic_trend(exps, x, y)
-    if coef is not None:
-        xs = np.linspace(*axes[1].get_xlim(), 100)
-        axes[1].plot(xs, np.polyval(coef, xs), "--", color="tab:red", label="quadratic fit")
-        axes[1].legend(fontsize=8)
-    axes[0].set_ylabel("mean reward (positive logit)")
+    if coef is not None and 2 in ax_of:
+        xs = np.linspace(*ax_of[2].get_xlim(), 100)
+        ax_of[2].plot(xs, np.polyval(coef, xs), "--", color="tab:red", label="quadratic fit")
+        ax_of[2].legend(fontsize=8)
+    axes[0][0].set_ylabel("mean reward (positive logit)")
     fig.suptitle(
         "Reward vs diversity on held-out prompts: mean over replicates, 95 % CI (t over seeds;"
         " prompts bootstrap for 1 seed); faint: replicates"
@@ -268,15 +320,12 @@ def reward_entropy_figure(
 
 
 def reward_kl_figure(exps: dict[str, dict], path: Path) -> None:
+    """Reward vs KL, one point per record, coloured by its `level` (black: none)."""
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, e in exps.items():
+        lvl = e.get("level")
         _point(
-            ax,
-            e,
-            "kl/sequence",
-            "reward/mean",
-            name,
-            color=f"C{level(e['params'])}",
+            ax, e, "kl/sequence", "reward/mean", name, color="black" if lvl is None else f"C{lvl}"
         )
     ax.set_xlabel("KL(π‖π_ref), nats per response (sequence-level estimate)")
     ax.set_ylabel("mean reward (positive logit)")
@@ -383,10 +432,13 @@ PAIRED = {**stats.REWARD, "kl": ("kl/sequence", "KL(π‖π_ref)", 1), **stats.D
 DECIMALS = {key: d for key, _, d in COLUMNS}
 
 
-def prompt_runs(configs: dict[tuple, stats.Config], prompts: dict[str, pd.DataFrame]) -> dict:
-    """Per configuration label (level order), its runs' per-prompt tables, index prompt_id."""
+def prompt_runs(
+    configs: dict[tuple, stats.Config], prompts: dict[str, pd.DataFrame], levels: Levels
+) -> dict:
+    """Per configuration label (level order, no level last), its runs' per-prompt tables,
+    index prompt_id."""
     out = {}
-    for c in sorted(configs.values(), key=lambda c: (level(c.params), c.label)):
+    for c in sorted(configs.values(), key=lambda c: (_rank(config_level(c, levels)), c.label)):
         runs = {r: prompts[n].set_index("prompt_id") for r, n in c.runs.items() if n in prompts}
         if runs:
             out[c.label] = runs
@@ -530,14 +582,16 @@ def rank_section(runs: dict) -> str:
     return "\n".join(["## Rank probabilities", "", intro, "", *md])
 
 
-def paired_sections(configs: dict[tuple, stats.Config], prompts: dict[str, pd.DataFrame]) -> str:
+def paired_sections(
+    configs: dict[tuple, stats.Config], prompts: dict[str, pd.DataFrame], levels: Levels
+) -> str:
     """Differences vs SFT and DPO, variance components, claims and ranks, per scale."""
     md = []
     scales = sorted({key[0] for key in configs}, key=str)
     names = stats.method_keys()
     for scale in scales:
         part = {k: c for k, c in configs.items() if k[0] == scale}
-        runs = prompt_runs(part, prompts)
+        runs = prompt_runs(part, prompts, levels)
         methods = {names[k[1:]]: c.label for k, c in part.items() if k[1:] in names}
         by_method = {m: runs[label] for m, label in methods.items() if label in runs}
         if len(scales) > 1:
@@ -572,12 +626,14 @@ INTRO = (
 def report(
     exps: dict[str, dict],
     out_dir: str | Path,
+    levels: Levels,
     reference: str | Path | None = None,
     prompts: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write `compare.md` and its figures into `out_dir`; return the Markdown path.
 
-    Replicates are grouped by configuration. With `reference` (the reference study's CSV), add
+    Replicates are grouped by configuration, and configurations by their level in `levels`
+    (`grid.load_levels` of the grid file). With `reference` (the reference study's CSV), add
     the table of method orderings; with `prompts` (experiment name → its per-prompt table), the
     paired differences, claims, rank probabilities and Spearman intervals.
     """
@@ -586,10 +642,10 @@ def report(
     usable = {n: e for n, e in exps.items() if e["state"] != "failed" and EVAL in e["metrics"]}
     configs, duplicates = stats.group(usable)
     failed = {n: e for n, e in exps.items() if n not in usable}
-    pool = pooled(configs, usable)
+    pool = pooled(configs, usable, levels)
     ref = read_reference(reference) if reference and Path(reference).exists() else None
     drawn = ref if is_paper_scale(pool) else None  # comparable at paper scale only
-    reward_entropy_figure(pool, out / "reward_entropy.png", drawn)
+    reward_entropy_figure(pool, out / "reward_entropy.png", levels, drawn)
     reward_kl_figure(pool, out / "reward_kl.png")
     notes = stats.replicate_notes(configs, failed) + duplicates
     md = [
@@ -615,9 +671,9 @@ def report(
     else:
         if no_table := ", ".join(sorted(set(usable) - set(prompts))):
             md.append(f"Without `{PROMPTS}` (left out of the paired statistics): {no_table}\n")
-        md.append(paired_sections(configs, prompts))
+        md.append(paired_sections(configs, prompts, levels))
     if ref:
-        md.append(orderings(pool, ref, prompt_runs(configs, prompts or {})))
+        md.append(orderings(pool, ref, prompt_runs(configs, prompts or {}, levels)))
     skipped = sorted(failed)
     if skipped:
         md.append(f"Skipped (failed or without `{EVAL}`): {', '.join(skipped)}\n")

@@ -1,5 +1,10 @@
 """The experiment grid (`grid.yaml`) run through DVC's queue, and the experiments it leaves.
 
+The grid file lists the configurations (name → experiment-key settings) under the method level
+they belong to, `levels: {<n>: {title, experiments}}`, or, without a level, under a top-level
+`experiments:`. It is the only source of levels: :func:`load_levels` gives them to `prefdiv
+compare` (:class:`Levels`); :func:`load_grid` gives the settings alone, which is what DVC gets.
+
 Every configuration runs once per seed (and train seed) as a named DVC experiment,
 `<configuration>-s<seed>[-t<train_seed>]`, queued with every experiment key set explicitly, so
 nothing leaks from the workspace's `params.yaml`. After the queue drains, an experiment counts
@@ -21,6 +26,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +36,8 @@ from prefdiv import compare, stats
 from prefdiv.config import EXPERIMENT_KEYS as KEYS
 from prefdiv.errors import UserError
 
-SECTIONS = ("seeds", "defaults", "experiments")  # the keys of a grid file
+SECTIONS = ("seeds", "defaults", "levels", "experiments")  # the keys of a grid file
+LEVEL_KEYS = ("title", "experiments")  # the keys of one level
 SEED_KEYS = ("seed", "train_seed")  # set per replicate, never in the grid file
 SETTINGS = tuple(k for k in KEYS if k not in SEED_KEYS)  # what a configuration sets
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a DVC experiment name (a git ref part)
@@ -77,31 +84,120 @@ def _settings(path: str | Path, where: str, settings) -> dict:
     return settings
 
 
-def load_grid(path: str | Path) -> dict[str, dict]:
-    """Configuration name → its experiment-key settings (defaults filled in; no seeds).
-
-    Every configuration must set every key of `SETTINGS` (itself or through `defaults`): a key
-    left out would come from whatever the workspace's `params.yaml` holds.
-    """
-    spec = _read(path)
-    defaults = _settings(path, "defaults", spec.get("defaults") or {})
-    configs = spec.get("experiments")
+def _named(path: str | Path, where: str, configs) -> dict:
+    """`configs` checked as a mapping of configuration name → settings (settings unchecked)."""
     if not isinstance(configs, dict) or not configs:
-        raise UserError(f"{path}: experiments: expected a mapping of name → settings, none empty")
-    grid = {}
-    for name, overrides in configs.items():
+        raise UserError(f"{path}: {where}: expected a mapping of name → settings, none empty")
+    for name in configs:
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise UserError(
                 f"{path}: experiment name {name!r}: letters, digits, '_', '.' and '-' only, "
                 "starting with a letter or digit"
             )
-        grid[name] = {**defaults, **_settings(path, f"experiments.{name}", overrides)}
+    return configs
+
+
+def _level(path: str | Path, level, block) -> dict:
+    """Level `level` of the file's `levels:` checked: {title, experiments}."""
+    where = f"levels.{level}"
+    if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+        raise UserError(f"{path}: levels: {level!r} is not a level; levels are integers ≥ 1")
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: {where}: expected {{title: …, experiments: {{name: settings}}}}")
+    if unknown := [k for k in block if k not in LEVEL_KEYS]:
+        raise UserError(
+            f"{path}: {where}: unknown key {unknown[0]!r}; allowed: {', '.join(LEVEL_KEYS)}"
+        )
+    title = block.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise UserError(f"{path}: {where}: no title (its figure panel's, e.g. `title: f-DPO`)")
+    return block
+
+
+def _entries(path: str | Path, spec: dict) -> list[tuple[str, int | None, str, object]]:
+    """(name, level or None, where in the file, raw settings) of every configuration, in file
+    order within `levels:` (level by level), then those of the top-level `experiments:`."""
+    levels = spec.get("levels") or {}
+    if not isinstance(levels, dict):
+        raise UserError(f"{path}: levels: expected a mapping of level → {{title, experiments}}")
+    entries = []
+    for level, block in levels.items():
+        configs = _named(
+            path, f"levels.{level}.experiments", _level(path, level, block).get("experiments")
+        )
+        entries += [(n, level, f"levels.{level}.experiments.{n}", s) for n, s in configs.items()]
+    if not entries and "experiments" not in spec:
+        raise UserError(
+            f"{path}: no configuration; list them (name → settings) under `levels: <n>: "
+            "experiments:` or, without a level, under `experiments:`"
+        )
+    if "experiments" in spec:
+        configs = _named(path, "experiments", spec["experiments"])
+        entries += [(n, None, f"experiments.{n}", s) for n, s in configs.items()]
+    seen: dict[str, str] = {}
+    for name, _, where, _ in entries:
+        if name in seen:
+            raise UserError(f"{path}: {where}: {name} is also {seen[name]}; names are unique")
+        seen[name] = where
+    return entries
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The method levels of a grid file, by which `prefdiv compare` orders its tables and draws
+    one figure panel each. The file is their only source: no level is inferred from a loss.
+
+    `titles`: level → its title, ascending (panel `level <n>: <title>`); `configs`:
+    configuration name → its level; `by_settings`: `compare._exp_key` of a configuration's
+    settings → its level, to place results known only by their settings (the reference study's
+    published points). Configurations of the top-level `experiments:` have no level.
+    """
+
+    titles: dict[int, str]
+    configs: dict[str, int]
+    by_settings: dict[tuple, int]
+
+    def of(self, experiment: str) -> int | None:
+        """Level of `experiment` by its configuration's name (replicate suffix stripped,
+        :func:`split_name`; a name without one is taken whole). None for a configuration in no
+        level, or none of the grid (an ad hoc `dvc exp run -S loss=…`)."""
+        split = split_name(experiment)
+        return self.configs.get(split[0] if split else experiment)
+
+
+def _load(path: str | Path) -> tuple[dict[str, dict], Levels]:
+    spec = _read(path)
+    defaults = _settings(path, "defaults", spec.get("defaults") or {})
+    grid, levels = {}, {}
+    for name, level, where, overrides in _entries(path, spec):
+        grid[name] = {**defaults, **_settings(path, where, overrides)}
         if missing := [k for k in SETTINGS if k not in grid[name]]:
             raise UserError(
-                f"{path}: experiments.{name}: no {', '.join(missing)} (set it there or under "
+                f"{path}: {where}: no {', '.join(missing)} (set it there or under "
                 "defaults:), so it would come from the workspace's params.yaml"
             )
-    return grid
+        if level is not None:
+            levels[name] = level
+    titles = {lvl: spec["levels"][lvl]["title"].strip() for lvl in sorted(set(levels.values()))}
+    by_settings: dict[tuple, int] = {}
+    for name, level in levels.items():
+        by_settings.setdefault(compare._exp_key(grid[name]), level)
+    return grid, Levels(titles, levels, by_settings)
+
+
+def load_grid(path: str | Path) -> dict[str, dict]:
+    """Configuration name → its experiment-key settings (defaults filled in; no seeds), every
+    level's configurations in file order, then the top-level `experiments:`.
+
+    Every configuration must set every key of `SETTINGS` (itself or through `defaults`): a key
+    left out would come from whatever the workspace's `params.yaml` holds.
+    """
+    return _load(path)[0]
+
+
+def load_levels(path: str | Path) -> Levels:
+    """The grid file's method levels (:class:`Levels`)."""
+    return _load(path)[1]
 
 
 def check_seeds(values) -> list[int]:
