@@ -41,8 +41,9 @@ def sampling_command(args: argparse.Namespace) -> None:
     rows = files.read_jsonl(args.prompts)[: args.n_prompts]
     prompts = [data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens) for r in rows]
     result = sampling.compare_throughput(
-        model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed
-    )
+        model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed,
+        static=s.speed.static_decode,
+    )  # fmt: skip
     print(json.dumps(result, indent=1))
 
 

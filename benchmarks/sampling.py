@@ -49,19 +49,24 @@ def reference_loop(model, tokenizer, prompts, *, k: int, gen: GenerationParams, 
         tokenizer.padding_side = side
 
 
-def ours(model, tokenizer, prompts, *, k: int, gen: GenerationParams, seed: int):
-    """(new tokens, seconds) of `sampling.sample` as the `sample` stage runs it."""
+def ours(model, tokenizer, prompts, *, k: int, gen: GenerationParams, seed: int, static=False):
+    """(new tokens, seconds) of `sampling.sample` as the `sample` stage runs it (`static`:
+    the params' `speed.static_decode`)."""
     start = time.perf_counter()
-    out = sampling.sample(model, tokenizer, prompts, n=k, gen=gen, seed=seed, desc="sample")
+    out = sampling.sample(
+        model, tokenizer, prompts, n=k, gen=gen, seed=seed, desc="sample", static=static
+    )
     seconds = time.perf_counter() - start
     return sum(len(r["token_ids"]) for rs in out for r in rs), seconds
 
 
-def compare_throughput(model, tokenizer, prompts, *, k: int, gen: GenerationParams, seed: int):
+def compare_throughput(
+    model, tokenizer, prompts, *, k: int, gen: GenerationParams, seed: int, static=False
+):
     """Both loops on the same inputs; returns tokens/s of each and the ratio."""
     torch.manual_seed(seed)
     ref_tokens, ref_s = reference_loop(model, tokenizer, prompts, k=k, gen=gen)
-    our_tokens, our_s = ours(model, tokenizer, prompts, k=k, gen=gen, seed=seed)
+    our_tokens, our_s = ours(model, tokenizer, prompts, k=k, gen=gen, seed=seed, static=static)
     ref_rate, our_rate = ref_tokens / ref_s, our_tokens / our_s
     return {
         "reference_tokens_per_s": ref_rate,

@@ -19,8 +19,9 @@ def main() -> None:
     rows = files.read_jsonl(args.prompts)
     prompts = [data.truncate_prompt(tokenizer, r["text"], s.prompts.prompt_tokens) for r in rows]
     samples = sampling.sample(
-        model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample"
-    )
+        model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample",
+        static=s.speed.static_decode,
+    )  # fmt: skip
     out = sampling.sample_rows(rows, prompts, samples, s.generation.min_tokens)
     n_kept = sum(len(r["responses"]) for r in out)
     files.write_jsonl(args.out, out)
