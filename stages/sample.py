@@ -19,20 +19,11 @@ def main() -> None:
     rows = files.read_jsonl(args.prompts)
     prompts = [data.truncate_prompt(tokenizer, r["text"], s.prompts.prompt_tokens) for r in rows]
     samples = sampling.sample(
-        model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample"
-    )
-    out, n_kept = [], 0
-    for row, prompt, responses in zip(rows, prompts, samples, strict=True):
-        kept = sampling.keep(responses, s.generation.min_tokens)
-        n_kept += len(kept)
-        out.append(
-            {
-                "prompt_id": row["id"],
-                "label": row["label"],
-                "prompt": prompt,
-                "responses": [r["text"] for r in kept],
-            }
-        )
+        model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample",
+        static=s.speed.static_decode,
+    )  # fmt: skip
+    out = sampling.sample_rows(rows, prompts, samples, s.generation.min_tokens)
+    n_kept = sum(len(r["responses"]) for r in out)
     files.write_jsonl(args.out, out)
     print(f"kept {n_kept}/{len(rows) * s.sample.k} samples (≥ {s.generation.min_tokens} tokens)")
 

@@ -50,7 +50,7 @@ def test_seeds_reach_the_grid_with_gpus_and_extra_settings(monkeypatch):
 
 def test_every_subcommand_is_registered_with_its_parser(monkeypatch):
     names = [c.name for c in cli.COMMANDS]
-    assert names == ["grid", "table", "compare", "render", "bench-study", "bench-sampling"]
+    assert names == ["grid", "table", "compare", "render"]  # benchmarks: python -m benchmarks
     ran = []
     # each parsed command line carries its own command's `run`
     monkeypatch.setattr(

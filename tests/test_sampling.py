@@ -33,6 +33,20 @@ def test_keep_drops_short_responses():
     assert [len(r["token_ids"]) for r in sampling.keep(rs, 10)] == [10, 12]
 
 
+def test_sample_rows_are_the_sample_stages_rows_of_kept_responses():
+    reviews = [{"id": "r7", "label": 1, "text": "full"}, {"id": "r2", "label": 0, "text": "x"}]
+    samples = [
+        [{"text": "long", "token_ids": [1, 2, 3]}, {"text": "short", "token_ids": [1]}],
+        [{"text": "a", "token_ids": [4]}],
+    ]
+    rows = sampling.sample_rows(reviews, ["P7", "P2"], samples, min_tokens=2)
+    assert rows == [
+        {"prompt_id": "r7", "label": 1, "prompt": "P7", "responses": ["long"]},
+        {"prompt_id": "r2", "label": 0, "prompt": "P2", "responses": []},
+    ]
+    assert list(rows[0]) == ["prompt_id", "label", "prompt", "responses"]  # the file's key order
+
+
 def test_decode_equals_generate_when_greedy(tiny_policy):
     """Same cache, positions, padding and n-gram ban as `generate()`: top_k=1 gives its tokens."""
     import torch

@@ -11,14 +11,13 @@
                                       by the grid's levels: tables, claims, figures
                                       (reports/compare.md)
     prefdiv render  [REV ...] [--out dvc_plots_offline]   dvc.yaml plots → SVG/PNG, offline
-    prefdiv bench-sampling [--n-prompts 128]   our sampling vs the reference study's loop
-    prefdiv bench-study --policy D --reward D  time every stage on a slice; project the study
 
 All drive DVC itself (`dvc exp run --queue`, `dvc exp show --json`, `dvc plots diff --json`);
 nothing here re-implements the pipeline. Each subcommand is a function registered with the
 function that adds its arguments (:func:`command`). A user error (`prefdiv.errors.UserError`: a
 bad grid file, an unknown revision, a failed DVC command) prints one line, `prefdiv: <message>`,
-and exits 2; `PREFDIV_DEBUG=1` shows its traceback.
+and exits 2; `PREFDIV_DEBUG=1` shows its traceback. The benchmarks are not subcommands: they
+live outside the library (`python -m benchmarks`, see benchmarks/).
 """
 
 from __future__ import annotations
@@ -233,111 +232,6 @@ def render(revs: list[str], out_dir: str) -> list[Path]:
 def render_command(args: argparse.Namespace) -> int:
     for path in render(args.revs, args.out):
         print(path)
-    return 0
-
-
-# --- benchmarks (to move out of the library) -----------------------------------------------
-
-
-def _bench_study_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--policy", default="models/sft", help="policy model directory")
-    p.add_argument("--reward", default="models/reward", help="reward model directory")
-    p.add_argument(
-        "--random-init",
-        action="store_true",
-        help="build GPT-2 small and DistilBERT base at random weights instead (no Hub, no models)",
-    )
-    p.add_argument("--corpus", default="data/reviews/train.jsonl", help="--random-init tokenizers")
-    p.add_argument("--tiny", action="store_true", help="--random-init: tiny models (CPU tests)")
-    p.add_argument("--grid", default="grid.yaml", help="its methods are the study's")
-    p.add_argument("--prompts", default="data/prompts/train.jsonl")
-    p.add_argument("--test-prompts", default="data/prompts/test.jsonl")
-    p.add_argument("--n-train", type=int, default=128, help="train prompts sampled")
-    p.add_argument("--n-test", type=int, default=32, help="test prompts evaluated")
-    p.add_argument("--n-reference", type=int, default=32, help="prompts for the reference loop")
-    p.add_argument("--train-steps", type=int, default=100)
-    p.add_argument("--study-steps", type=int, default=7000, help="steps per method, projected")
-    p.add_argument("--out", help="also write the result here (JSON)")
-    p.add_argument("--profile", metavar="DIR", help="also profile 5 training steps of each path")
-
-
-@command("bench-study", "time every stage on a slice; project the study", _bench_study_arguments)
-def bench_study(args: argparse.Namespace) -> int:
-    """Stage timings of the active scale on a slice, plain path vs fast paths, and projections."""
-    import tempfile
-
-    from transformers import AutoTokenizer
-
-    from prefdiv import bench, config, data, files
-
-    params = config.load(args.params)
-    s = params.active
-    n_tokens = s.prompts.prompt_tokens
-    rows = files.read_jsonl(args.prompts)[: args.n_train]
-    study = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test, "steps": args.study_steps}
-    study["n_methods"] = len(grid.load_grid(args.grid))
-    result = {"params": {"scale": params.scale, "speed": vars(s.speed)}, "study": study}
-    with tempfile.TemporaryDirectory() as work:
-        policy, reward, corpus = args.policy, args.reward, None
-        if args.random_init:
-            corpus = [r["text"] for r in files.read_jsonl(args.corpus)]
-            sizes = bench.TINY if args.tiny else {}
-            policy, reward = bench.random_init_models(work, corpus, seed=params.seed, **sizes)
-        tok = AutoTokenizer.from_pretrained(policy)  # the model itself loads in bench
-        train = [data.truncate_prompt(tok, r["text"], n_tokens) for r in rows]
-        test = data.test_prompts(files.read_jsonl(args.test_prompts)[: args.n_test], tok, n_tokens)
-        lengths = None
-        if corpus:  # a random-weight policy never stops: also time real continuation lengths
-            max_new = s.generation.max_new_tokens
-            lengths = bench.continuation_lengths(tok, corpus[:2000], n_tokens, max_new)
-            result["imdb_mean_continuation_tokens"] = sum(lengths) / len(lengths)
-        for path, speed in (("plain", config.SpeedParams()), ("fast", s.speed)):
-            result[path] = bench.study_timings(
-                policy,
-                reward,
-                train,
-                test,
-                s,
-                speed,
-                seed=params.seed,
-                train_steps=args.train_steps,
-                study=study,
-                work_dir=f"{work}/{path}",
-                lengths=lengths,
-                n_reference=args.n_reference if path == "plain" else 0,
-                profile_dir=f"{args.profile}/{path}" if args.profile else None,
-            )
-            print(json.dumps(result[path], indent=1), flush=True)
-    result["speedup"] = bench.speedups(result["plain"], result["fast"])
-    print(json.dumps(result["speedup"], indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    return 0
-
-
-def _bench_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--policy", default="models/sft")
-    p.add_argument("--prompts", default="data/prompts/train.jsonl")
-    p.add_argument("--n-prompts", type=int, default=128)
-
-
-@command(
-    "bench-sampling", "sampling tokens/s: ours vs the reference loop", _bench_sampling_arguments
-)
-def bench_sampling(args: argparse.Namespace) -> int:
-    from prefdiv import bench, config, data, files, load
-
-    params = config.load(args.params)
-    s = params.active
-    model, tok = load.load_policy(args.policy)
-    rows = files.read_jsonl(args.prompts)[: args.n_prompts]
-    prompts = [data.truncate_prompt(tok, r["text"], s.prompts.prompt_tokens) for r in rows]
-    result = bench.compare_throughput(
-        model, tok, prompts, k=s.sample.k, gen=s.generation, seed=params.seed
-    )
-    print(json.dumps(result, indent=1))
     return 0
 
 

@@ -31,7 +31,8 @@ _DECODE_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
 def generate_kwargs(gen: GenerationParams, tokenizer) -> dict:
     """`model.generate` arguments of the study (temperature, top-k, no-repeat n-grams).
 
-    The reference loop of `prefdiv.bench` samples with these; :func:`decode` implements the same.
+    The reference loop of `benchmarks/sampling.py` samples with these; :func:`decode` implements
+    the same.
     """
     return dict(
         do_sample=True,
@@ -136,3 +137,19 @@ def sample(
 def keep(responses: list[dict], min_tokens: int) -> list[dict]:
     """Responses with ≥ min_tokens generated tokens (the reference study drops shorter ones)."""
     return [r for r in responses if len(r["token_ids"]) >= min_tokens]
+
+
+def sample_rows(
+    reviews: list[dict], prompts: list[str], samples: list[list[dict]], min_tokens: int
+) -> list[dict]:
+    """The `sample` stage's rows: `{"prompt_id", "label", "prompt", "responses": [text, …]}` per
+    review, its prompt and its samples (as :func:`sample` returns them), :func:`keep`'s only."""
+    return [
+        {
+            "prompt_id": review["id"],
+            "label": review["label"],
+            "prompt": prompt,
+            "responses": [r["text"] for r in keep(responses, min_tokens)],
+        }
+        for review, prompt, responses in zip(reviews, prompts, samples, strict=True)
+    ]
