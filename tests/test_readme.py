@@ -14,6 +14,8 @@ from prefdiv import config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+# README and docs/*.md: the error examples of both are run
+DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))])
 # DVC outputs are made by `dvc repro`, not committed: they need not exist in a fresh clone.
 GENERATED = ("data/", "models/", "mlflow.db", "dvc_plots/", ".dvc/config.local", ".dvc/tmp/")
 
@@ -74,9 +76,9 @@ def test_dvc_stages_match_stage_files():
 
 
 def _error_examples() -> list[tuple[str, str]]:
-    """(command, its `prefdiv:` line) of every README console block that shows a user error."""
+    """(command, its `prefdiv:` line) of every README/docs console block that shows a user error."""
     examples = []
-    for body in re.findall(r"```console\n(.*?)```", README, flags=re.S):
+    for body in re.findall(r"```console\n(.*?)```", DOCS, flags=re.S):
         lines = body.splitlines()
         errors = [ln for ln in lines if ln.startswith("prefdiv: ")]
         if errors:
