@@ -443,7 +443,7 @@ def _check_split(params: Params) -> None:
 
 def _check_speed(params: Params) -> None:
     """Only the full-head log-probs are compiled, and compiling without fixed shapes recompiles
-    for every new batch length (13× slower on an H100 than not compiling)."""
+    for every new batch length (far slower than not compiling; docs/speed.md)."""
     for scale in SCALES:
         sp = getattr(params, scale).speed
         if sp.compile and (sp.lm_head != "full" or not sp.fixed_length):

@@ -6,12 +6,12 @@ Differences from the reference study's loop, all deliberate:
 - prompts sorted by length so a batch carries little padding;
 - the k continuations of a prompt are k rows of one batch (KV cache on);
 - the next token is drawn among the top-k candidates only. `generate()` draws it with
-  `torch.multinomial` over the whole vocabulary, where all but top_k probabilities are zero; that
-  one call was 55 % of the demo's sampling time on CPU (8 ms per step for 128 × 4,096 probabilities
-  vs 0.1 ms for 128 × 40). The distribution is the same: HF's no-repeat-n-gram ban, then
-  temperature, then top-k, in `generate()`'s order, with HF's own processors.
-- bf16 autocast on GPU, and no cuDNN attention: on an H100 it spent the first pass over every new
-  cache length building a kernel plan (the first 48 decode steps ran 4-6× slower than later ones).
+  `torch.multinomial` over the whole vocabulary, where all but top_k probabilities are zero, a
+  large share of the sampling time on a CPU (docs/speed.md). The distribution is the same: HF's
+  no-repeat-n-gram ban, then temperature, then top-k, in `generate()`'s order, with HF's own
+  processors.
+- bf16 autocast on GPU, and no cuDNN attention: it builds a kernel plan on the first pass over
+  every new cache length, which made the first decode steps several times slower than later ones.
 """
 
 from __future__ import annotations
