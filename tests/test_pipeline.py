@@ -16,6 +16,7 @@ from prefdiv import grid
 ROOT = Path(__file__).resolve().parents[1]
 COPY = [
     "dvc.yaml",
+    "grid.yaml",
     "params.yaml",
     "stages",
     "src",
@@ -313,8 +314,9 @@ def test_compare_and_offline_render(repo):
         run(["git", "checkout", "--", "params.yaml"], repo, env)
     run(["prefdiv", "compare", "--out", "reports"], repo, env)
     md = (repo / "reports" / "compare.md").read_text()
-    # the configuration table's row (the report's other tables name the experiment too)
-    (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft | 1 | sft |")]
+    # the configuration table's row (the report's other tables name the experiment too); not a
+    # configuration of grid.yaml, so no level
+    (row,) = [line for line in md.splitlines() if line.startswith("| tiny-sft | — | sft |")]
     assert "| 1 seed |" in row and re.search(r"\d \[-?[\d.]+, -?[\d.]+\] \|", row), row
     # per-prompt tables read from the experiment's commit: the paired statistics have them
     assert "### vs SFT (`tiny-sft`)" in md and "Without `plots/eval_prompts.csv`" not in md
