@@ -102,9 +102,9 @@ def run(*, tags: dict, params: dict, run_id: str | None = None, active: bool = T
     if not (active and enabled()):
         yield None
         return
-    import mlflow
-
     try:
+        import mlflow
+
         _setup()
         if run_id is not None:
             try:
@@ -121,7 +121,7 @@ def run(*, tags: dict, params: dict, run_id: str | None = None, active: bool = T
     except Exception as e:  # noqa: BLE001 - any store failure; the results come first
         _warn("tracking", e)
         with contextlib.suppress(Exception):
-            mlflow.end_run(status="FAILED")
+            mlflow.end_run(status="FAILED")  # a NameError when mlflow itself failed to import
         yield None
         return
     status = "FAILED"
@@ -221,7 +221,9 @@ def hf_callback():
 
 
 def _active() -> bool:
-    """Whether a run is open (not one that a failing store left unopened)."""
-    import mlflow
-
+    """Whether a run is open (not one that a failing store, or a missing mlflow, left unopened)."""
+    try:
+        import mlflow
+    except ImportError:
+        return False
     return mlflow.active_run() is not None
