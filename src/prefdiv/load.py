@@ -15,9 +15,15 @@ from transformers.activations import GELUTanh, NewGELUActivation
 from prefdiv.files import model_dir
 
 
+def on_gpu() -> bool:
+    """Whether the pipeline computes on a GPU: the one place that decides (models are loaded
+    there, training runs there in bf16). The GPU when there is one (paper scale), else the CPU."""
+    return torch.cuda.is_available()
+
+
 def device() -> torch.device:
-    """The GPU when there is one (paper scale), else the CPU; every loaded model goes there."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where every loaded model goes (:func:`on_gpu`)."""
+    return torch.device("cuda" if on_gpu() else "cpu")
 
 
 def fuse_gelu(model):

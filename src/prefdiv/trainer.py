@@ -201,7 +201,7 @@ def distributed_launch(num_processes: int, argv: list[str]) -> list[str] | None:
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launch += ["--num_processes", str(num_processes), "--main_process_port", str(port)]
     launch += ["--num_machines", "1", "--dynamo_backend", "no"]
-    launch += ["--mixed_precision", "bf16" if torch.cuda.is_available() else "no"]
+    launch += ["--mixed_precision", "bf16" if load.on_gpu() else "no"]
     return [*launch, *argv]
 
 
@@ -227,7 +227,7 @@ def work_dir():
 
 def accelerator_state() -> PartialState:
     """accelerate's process state; the CPU (gloo across processes) when there is no GPU."""
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not load.on_gpu())
 
 
 # --- resumable training -------------------------------------------------------------------------
@@ -420,7 +420,7 @@ def _dpo_config(
     """TRL's arguments for `p`: the batch split over `world` processes, bf16 on a GPU."""
     if p.batch_size % world:
         raise UserError(f"train.batch_size = {p.batch_size} does not split over {world} processes")
-    on_gpu = torch.cuda.is_available()
+    on_gpu = load.on_gpu()
     return DPOConfig(
         output_dir=str(output_dir),
         seed=seed,
