@@ -27,20 +27,10 @@ def main() -> None:
     prompts = data.test_prompts(files.read_jsonl(args.prompts), policy_tok, s.prompts.prompt_tokens)
     timings: dict = {}
     df, per_sample = evaluation.per_prompt(
-        policy,
-        policy_tok,
-        reference,
-        reward,
-        reward_tok,
-        evaluation.load_embedder(),
-        prompts,
-        n=s.evaluate.n,
-        gen=s.generation,
-        seed=seeds.replicate_seed(params.seed, params.train_seed),  # sampling
-        entropy_tokens=s.evaluate.entropy_tokens,
-        speed=s.speed,
-        timings=timings,
-    )
+        policy, policy_tok, reference, reward, reward_tok, evaluation.load_embedder(), prompts,
+        n=s.evaluate.n, gen=s.generation, entropy_tokens=s.evaluate.entropy_tokens, speed=s.speed,
+        seed=seeds.replicate_seed(params.seed, params.train_seed), timings=timings,  # sampling
+    )  # fmt: skip
     metrics = evaluation.summarise(
         df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
     )
