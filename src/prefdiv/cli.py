@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -272,13 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: the command line) and run its subcommand; a user error prints one
     line `prefdiv: <message>` and returns 2 (as `errors.main` does for a stage)."""
     args = parser().parse_args(_negative_values(sys.argv[1:] if argv is None else argv))
-    try:
-        return args.run(args)
-    except UserError as e:
-        if os.environ.get(errors.DEBUG) == "1":
-            raise
-        print(f"prefdiv: {e}", file=sys.stderr)
-        return errors.EXIT_USER_ERROR
+    return errors.call(args.run, args)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,19 @@ class UserError(Exception):
     """A mistake the user can fix; the message says what is wrong and what is allowed."""
 
 
-def main(fn: Callable[[], object]) -> None:
-    """Run a stage's `main`; a :class:`UserError` becomes one line and exit status 2."""
+def call(fn: Callable[..., int | None], *args) -> int | None:
+    """`fn(*args)`; a :class:`UserError` becomes one line on stderr and the status
+    :data:`EXIT_USER_ERROR` (the `prefdiv` CLI returns it, a stage exits with it)."""
     try:
-        fn()
+        return fn(*args)
     except UserError as e:
         if os.environ.get(DEBUG) == "1":
             raise
         print(f"prefdiv: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def main(fn: Callable[[], object]) -> None:
+    """Run a stage's `main`; a :class:`UserError` becomes one line and exit status 2."""
+    if call(fn) == EXIT_USER_ERROR:
         sys.exit(EXIT_USER_ERROR)
