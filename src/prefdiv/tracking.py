@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prefdiv import errors
+
 EXPERIMENT = "prefdiv"
 # Tag linking a policy's files to its training run. The run id is not written into the model
 # directory: that would make a DVC output differ on every run of an otherwise identical stage.
@@ -61,7 +63,7 @@ def _setup():
     from filelock import FileLock
 
     # MLflow logs a failing store's traceback itself; :func:`_warn` says it in one line instead.
-    if os.environ.get("PREFDIV_DEBUG") != "1":
+    if os.environ.get(errors.DEBUG) != "1":
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -90,6 +92,15 @@ def _warn(what: str, e: Exception) -> None:
         f"{type(e).__name__}: {reason[:200]}",
         file=sys.stderr,
     )
+
+
+@contextlib.contextmanager
+def _guarded(what: str):
+    """The body's store failure becomes :func:`_warn`'s line; the stage goes on."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - any store failure; the results come first
+        _warn(what, e)
 
 
 @contextlib.contextmanager
@@ -129,10 +140,8 @@ def run(*, tags: dict, params: dict, run_id: str | None = None, active: bool = T
         yield started.info.run_id
         status = "FINISHED"
     finally:
-        try:
+        with _guarded("end of run"):
             mlflow.end_run(status=status)
-        except Exception as e:  # noqa: BLE001
-            _warn("end of run", e)
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -150,39 +159,32 @@ def find_run(policy_sha256: str) -> str | None:
     that cannot be read)."""
     if not enabled():
         return None
-    try:
-        mlflow = _setup()
-        runs = mlflow.search_runs(
+    runs = []
+    with _guarded("search"):
+        runs = _setup().search_runs(
             experiment_names=[EXPERIMENT],
             filter_string=f"tags.{POLICY_TAG} = '{policy_sha256}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
             output_format="list",
         )
-    except Exception as e:  # noqa: BLE001
-        _warn("search", e)
-        return None
     return runs[0].info.run_id if runs else None
 
 
 def set_tags(tags: dict) -> None:
     if enabled() and _active():
-        try:
-            import mlflow
+        import mlflow
 
+        with _guarded("set_tags"):
             mlflow.set_tags(tags)
-        except Exception as e:  # noqa: BLE001
-            _warn("set_tags", e)
 
 
 def log_metrics(metrics: dict, step: int | None = None) -> None:
     if enabled() and _active():
-        try:
-            import mlflow
+        import mlflow
 
+        with _guarded("log_metrics"):
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
-        except Exception as e:  # noqa: BLE001
-            _warn("log_metrics", e)
 
 
 def hf_callback():

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -251,7 +251,7 @@ def checkpoint_dir(
 
     h = hashlib.sha256()
     for part in (
-        json.dumps(run, sort_keys=True, default=_plain),
+        json.dumps(run, sort_keys=True, default=asdict),  # the params dataclasses as dicts
         json.dumps(pairs, sort_keys=True),
         *(f.read_text() for f in _CODE),
         f"torch {torch.__version__} transformers {transformers.__version__} trl {trl.__version__}",
@@ -261,13 +261,6 @@ def checkpoint_dir(
         if f.is_file():
             h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
     return Path(root) / h.hexdigest()[:20]
-
-
-def _plain(obj):
-    """JSON form of the params dataclasses in `run`."""
-    import dataclasses
-
-    return dataclasses.asdict(obj)
 
 
 def last_checkpoint(ckpt_dir: str | Path) -> Path | None:
@@ -486,9 +479,8 @@ def _pairs_dataset(rows: list[dict], cache: Path, name: str, head: str, state) -
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
             if not path.exists():
-                tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-                Dataset.from_list(keep).save_to_disk(tmp)
-                os.replace(tmp, path)  # complete or absent, never half-written
+                with atomic_dir(path) as tmp:  # complete or absent, never half-written
+                    Dataset.from_list(keep).save_to_disk(tmp)
     state.wait_for_everyone()
     return load_from_disk(path)
 
