@@ -38,7 +38,7 @@ def study_sizes(params: Params, n_methods: int, steps: int | None = None) -> dic
 
 def _timed(fn):
     """(fn(), its wall seconds), including the GPU work it queued."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    sync = torch.cuda.synchronize if load.on_gpu() else lambda: None
     sync()
     start = time.perf_counter()
     result = fn()
@@ -74,7 +74,7 @@ def study_timings(
     n_tokens = s.prompts.prompt_tokens  # prompts as the `sample` and `evaluate` stages make them
     train_prompts = [data.truncate_prompt(tok, r["text"], n_tokens) for r in train_reviews]
     test_prompts = data.test_prompts(test_reviews, tok, n_tokens)
-    out = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    out = {"device": torch.cuda.get_device_name() if load.on_gpu() else "cpu"}
 
     def draw(prompts, count, desc):
         return sampling.sample(

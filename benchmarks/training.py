@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from prefdiv import config, trainer
+from prefdiv import config, load, trainer
 from prefdiv.config import Params, SpeedParams
 from prefdiv.errors import UserError
 
@@ -48,7 +48,7 @@ class StepTimer(TrainerCallback):
         self.warmup, self.marks = warmup, {}
 
     def _mark(self, step: int):
-        if torch.cuda.is_available():
+        if load.on_gpu():
             torch.cuda.synchronize()
         self.marks[step] = time.perf_counter()
 
@@ -78,7 +78,7 @@ class StepProfiler(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == self.start:
             activities = [torch.profiler.ProfilerActivity.CPU]
-            if torch.cuda.is_available():
+            if load.on_gpu():
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
             self.prof = torch.profiler.profile(activities=activities)
             self.prof.start()
@@ -87,7 +87,7 @@ class StepProfiler(TrainerCallback):
         if state.global_step == self.stop and self.prof is not None:
             self.prof.stop()
             self.out.mkdir(parents=True, exist_ok=True)
-            sort = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+            sort = "self_device_time_total" if load.on_gpu() else "self_cpu_time_total"
             table = self.prof.key_averages().table(sort_by=sort, row_limit=40)
             (self.out / "train_steps.txt").write_text(table + "\n")
             self.prof.export_chrome_trace(str(self.out / "train_steps.json"))

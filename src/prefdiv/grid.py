@@ -378,9 +378,10 @@ def queue_tasks() -> dict[str, set[str]]:
     return out
 
 
-def failed_in_queue() -> set[str]:
-    """Names `dvc queue status` lists as Failed."""
-    return {name for name, statuses in queue_tasks().items() if "Failed" in statuses}
+def failed_in_queue(tasks: dict[str, set[str]] | None = None) -> set[str]:
+    """Names `dvc queue status` lists as Failed (`tasks`: :func:`queue_tasks`, already read)."""
+    tasks = queue_tasks() if tasks is None else tasks
+    return {name for name, statuses in tasks.items() if "Failed" in statuses}
 
 
 def queue_state() -> tuple[int, int]:
@@ -486,8 +487,7 @@ def _to_retry(names: list[str]) -> list[str]:
             f"still queued or running: {', '.join(busy)}; let the queue finish "
             "(`dvc queue status`) before --retry-failed"
         )
-    failed = {n for n, statuses in tasks.items() if "Failed" in statuses}
-    return unfinished(names, experiments(), failed)
+    return unfinished(names, experiments(), failed_in_queue(tasks))
 
 
 def queue(todo: list[str], wanted: dict[str, dict], extra: list[str] = ()) -> None:
