@@ -294,9 +294,7 @@ def _check_loss(p: Params) -> None:
 
     allowed = (NO_TRAINING, *LOSSES)
     if p.loss not in allowed:
-        raise ParamsError(
-            f"params.yaml: loss = {p.loss!r} is not allowed; allowed values: {', '.join(allowed)}"
-        )
+        raise _reject("loss", p.loss, f"allowed values: {', '.join(allowed)}")
     if p.loss == NO_TRAINING:
         return
     # Annealing may start at β = 0 (the study's "DPO annealing" 0 → 1), except for IPO, whose
@@ -462,10 +460,11 @@ def _check_entropy_tokens(params: Params) -> None:
     for scale in SCALES:
         s = getattr(params, scale)
         if s.evaluate.entropy_tokens > s.generation.min_tokens:
-            raise ParamsError(
-                f"params.yaml: {scale}.evaluate.entropy_tokens = {s.evaluate.entropy_tokens} is "
-                f"not allowed; it must be ≤ generation.min_tokens = {s.generation.min_tokens}, so "
-                "that every kept sample contributes exactly entropy_tokens tokens"
+            raise _reject(
+                f"{scale}.evaluate.entropy_tokens",
+                s.evaluate.entropy_tokens,
+                f"it must be ≤ generation.min_tokens = {s.generation.min_tokens}, so that every "
+                "kept sample contributes exactly entropy_tokens tokens",
             )
 
 
