@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from prefdiv import cli, grid
+from prefdiv import cli, experiments, grid, report, sweep
 from prefdiv.errors import UserError
 
 GRID = "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
@@ -25,7 +25,7 @@ GRID += "experiments: {a: {loss: sft}}\n"
     ],
 )
 def test_bad_seeds_are_one_error_line_naming_the_value(argv, must_say, capsys, monkeypatch):
-    monkeypatch.setattr(grid, "run_grid", lambda *a, **kw: pytest.fail("ran despite a bad value"))
+    monkeypatch.setattr(sweep, "run_grid", lambda *a, **kw: pytest.fail("ran despite a bad value"))
     with pytest.raises(SystemExit) as e:
         cli.main(["grid", *argv])
     assert e.value.code == 2  # argparse's usage error, no traceback
@@ -36,7 +36,7 @@ def test_bad_seeds_are_one_error_line_naming_the_value(argv, must_say, capsys, m
 
 def test_seeds_reach_the_grid_with_gpus_and_extra_settings(monkeypatch):
     calls = []
-    monkeypatch.setattr(grid, "run_grid", lambda path, **kw: calls.append((path, kw)) or 0)
+    monkeypatch.setattr(sweep, "run_grid", lambda path, **kw: calls.append((path, kw)) or 0)
     argv = ["grid", "--seeds", "2,0", "--gpus", "0,1", "--set", "scale=paper"]
     assert cli.main(argv) == 0
     assert cli.main(["grid", "--train-seeds", "0,1", "--jobs", "2", "--retry-failed"]) == 0
@@ -101,7 +101,9 @@ def test_debug_switch_shows_the_traceback(tmp_path, monkeypatch):
 
 
 def test_table_goes_between_the_readme_markers(tmp_path, monkeypatch):
-    monkeypatch.setattr(grid, "results_table", lambda path, rev: "| new |\n")
+    monkeypatch.setattr(grid, "load_grid", lambda path: {})
+    monkeypatch.setattr(experiments, "show", lambda rev: {})
+    monkeypatch.setattr(report, "table", lambda configs, exps: "| new |\n")
     readme = tmp_path / "README.md"
     readme.write_text(f"head\n{cli.START}\n| old |\n{cli.END}\ntail\n")
     assert cli.main(["table", "--readme", str(readme)]) == 0

@@ -1,3 +1,6 @@
+from dataclasses import replace
+from pathlib import Path
+
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -5,10 +8,11 @@ import pytest
 import yaml
 from scipy.stats import t as t_dist
 
-from prefdiv import compare, config, grid, stats
+from prefdiv import config, figures, grid, names, reference, replicates, report, sweep
 from prefdiv.config import ParamsError
+from prefdiv.experiments import EVAL, Experiment
 
-ROOT = compare.Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 LEVELS = grid.load_levels(ROOT / "grid.yaml")  # the study's: l1-… level 1, l2-… 2, l3-… 3
 DEFAULTS = "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
 
@@ -18,12 +22,12 @@ def _exp(loss, reward, entropy, **params):
     for k in list(m):
         m[f"{k}_ci_low"], m[f"{k}_ci_high"] = m[k] - 0.1, m[k] + 0.1
     p = {"loss": loss, "beta": 0.1, "beta_end": None, "alpha": 0.5, "label_smoothing": 0.0}
-    return {"state": "success", "params": {**p, **params}, "metrics": {compare.EVAL: m}}
+    return Experiment("", "success", {**p, **params}, {EVAL: m})
 
 
 def _pool(exps, levels):
     """`prefdiv compare`'s per-configuration records (its table rows and figure points)."""
-    return compare.pooled(stats.group(exps)[0], exps, levels)
+    return replicates.pool(replicates.group(exps)[0], exps, levels)
 
 
 def _panels(png) -> int:
@@ -38,11 +42,11 @@ def test_levels_come_from_the_grid_by_configuration_name():
         "l3-dpo-anneal": _exp("sigmoid", 2.2, 4.1, beta=0.0, beta_end=1.0),  # a bare name
     }
     pool = _pool(exps, LEVELS)
-    found = {n: e["level"] for n, e in pool.items()}
+    found = {n: e.level for n, e in pool.items()}
     assert found == {"l1-sft": 1, "l2-alpha-03": 2, "l3-dpo-anneal": 3}
-    md = compare.markdown(pool)
+    md = report.configurations(pool)
     assert "| l2-alpha-03 | 2 | alpha |" in md and "| l3-dpo-anneal | 3 | sigmoid |" in md
-    titles = {lvl: title for lvl, (title, _) in compare.panels(pool, LEVELS).items()}
+    titles = {lvl: title for lvl, (title, _) in figures.panels(pool, LEVELS).items()}
     assert titles == {
         1: "level 1: SFT, SLiC-HF, DPO",
         2: "level 2: f-DPO",
@@ -61,19 +65,19 @@ def test_an_experiment_missing_from_the_grid_gets_no_level(tmp_path):
         "hoary-tabs": _exp("fkl", 1.8, 4.1, beta=0.2),
     }
     pool = _pool(exps, LEVELS)
-    assert pool["hoary-tabs"]["level"] is None and pool["l2-fkl"]["level"] == 2
-    rows = [ln for ln in compare.markdown(pool).splitlines() if ln.startswith("| ")]
+    assert pool["hoary-tabs"].level is None and pool["l2-fkl"].level == 2
+    rows = [ln for ln in report.configurations(pool).splitlines() if ln.startswith("| ")]
     assert rows[-1].startswith("| hoary-tabs | — | fkl | 0.2 |")
-    drawn = compare.panels(pool, LEVELS)
-    assert drawn[None] == (compare.NO_LEVEL, ["hoary-tabs"])
+    drawn = figures.panels(pool, LEVELS)
+    assert drawn[None] == (figures.NO_LEVEL, ["hoary-tabs"])
     assert all("hoary-tabs" not in names for lvl, (_, names) in drawn.items() if lvl)
     # the f-family trend takes levels 1–2 only: 2 points, so none (3 if it were counted)
-    assert compare.quadratic_trend(pool, "diversity/entropy_unigram", "reward/mean") is None
-    md = compare.report(exps, tmp_path, LEVELS).read_text()
+    assert figures.quadratic_trend(pool, "diversity/entropy_unigram", "reward/mean") is None
+    md = report.compare(exps, tmp_path, LEVELS).read_text()
     assert "| hoary-tabs | — | fkl |" in md
     assert _panels(tmp_path / "reward_entropy.png") == 4  # levels 1, 2, 3 and "no level"
     del exps["hoary-tabs"]
-    compare.report(exps, tmp_path / "all", LEVELS)
+    report.compare(exps, tmp_path / "all", LEVELS)
     assert _panels(tmp_path / "all" / "reward_entropy.png") == 3
 
 
@@ -98,7 +102,7 @@ def test_a_registered_loss_is_compared_at_its_grid_level(tmp_path, monkeypatch):
         "  1: {title: baselines, experiments: {b-sft: {loss: sft}}}\n"
         "  4: {title: toy losses, experiments: {l4-toy: {loss: toy, beta: 0.2}}}\n"
     )
-    cmds = grid.queue_commands(grid.load_grid(path))
+    cmds = sweep.queue_commands(grid.load_grid(path))
     assert "loss=toy" in cmds[1] and "beta=0.2" in cmds[1] and cmds[1][5] == "l4-toy-s0"
     levels = grid.load_levels(path)
     exps = {
@@ -106,25 +110,30 @@ def test_a_registered_loss_is_compared_at_its_grid_level(tmp_path, monkeypatch):
         "l4-toy-s0": _exp("toy", 1.5, 4.4, beta=0.2, seed=0),
         "l4-toy-s1": _exp("toy", 1.7, 4.6, beta=0.2, seed=1),
     }
-    md = compare.report(exps, tmp_path / "out", levels).read_text()
+    md = report.compare(exps, tmp_path / "out", levels).read_text()
     assert "| l4-toy | 4 | toy | 0.2 |  | 2 seeds |" in md
-    drawn = compare.panels(_pool(exps, levels), levels)
+    drawn = figures.panels(_pool(exps, levels), levels)
     assert drawn[4] == ("level 4: toy losses", ["l4-toy"]) and None not in drawn
     assert _panels(tmp_path / "out" / "reward_entropy.png") == 2
 
 
 def test_quadratic_trend_recovers_a_parabola():
     xs = [3.6, 3.8, 4.0, 4.2]
+
+    def pooled(name, e, level):
+        (p,) = _pool({name: e}, None).values()
+        return replace(p, level=level)
+
     exps = {
-        f"e{i}": {**_exp(loss, -((x - 3.9) ** 2) + 1, x), "level": 1 if i == 0 else 2}
+        f"e{i}": pooled(f"e{i}", _exp(loss, -((x - 3.9) ** 2) + 1, x), 1 if i == 0 else 2)
         for i, (loss, x) in enumerate(zip(["sigmoid", "jsd", "alpha", "fkl"], xs, strict=True))
     }
-    exps["ipo"] = {**_exp("ipo", 5.0, 3.0), "level": 3}  # not in the f-family: ignored
-    exps["anneal"] = {**_exp("sigmoid", 5.0, 3.0, beta_end=1.0), "level": 3}  # level 3: ignored
-    coef = compare.quadratic_trend(exps, "diversity/entropy_unigram", "reward/mean")
+    exps["ipo"] = pooled("ipo", _exp("ipo", 5.0, 3.0), 3)  # not in the f-family: ignored
+    exps["anneal"] = pooled("anneal", _exp("sigmoid", 5.0, 3.0, beta_end=1.0), 3)  # level 3
+    coef = figures.quadratic_trend(exps, "diversity/entropy_unigram", "reward/mean")
     assert coef == pytest.approx([-1.0, 7.8, 1 - 3.9**2], rel=1e-6)
     assert (
-        compare.quadratic_trend({"a": exps["e0"]}, "diversity/entropy_unigram", "reward/mean")
+        figures.quadratic_trend({"a": exps["e0"]}, "diversity/entropy_unigram", "reward/mean")
         is None
     )
 
@@ -133,15 +142,15 @@ def test_report_skips_failed_and_writes_figures(tmp_path):
     exps = {
         "l1-sigmoid": _exp("sigmoid", 2.0, 4.0),
         "l1-sft": _exp("sft", 0.5, 4.2),
-        "l2-fkl": {**_exp("fkl", 9.0, 9.0), "state": "failed"},
+        "l2-fkl": replace(_exp("fkl", 9.0, 9.0), state="failed"),
     }
-    md = compare.report(exps, tmp_path, LEVELS).read_text()
+    md = report.compare(exps, tmp_path, LEVELS).read_text()
     assert "| l1-sigmoid | 1 | sigmoid | 0.1 |  | 1 seed |" in md
     assert "| l1-sft | 1 | sft | — |" in md
     assert "2.000 [1.900, 2.100]" in md  # one run: its own prompts-only interval
     assert "| l2-fkl |" not in md and "Skipped (failed" in md
     assert (tmp_path / "reward_entropy.png").exists() and (tmp_path / "reward_kl.png").exists()
-    assert np.isfinite(exps["l1-sigmoid"]["metrics"][compare.EVAL]["reward/mean"])
+    assert np.isfinite(exps["l1-sigmoid"].eval["reward/mean"])
 
 
 def test_orderings_match_configurations_and_rank(tmp_path):
@@ -159,26 +168,26 @@ def test_orderings_match_configurations_and_rank(tmp_path):
         "a05": _exp("alpha", 2.0, 4.3, alpha=0.5),  # not in the reference: left out
         "anneal": _exp("sigmoid", 2.2, 4.1, beta=0.0, beta_end=1.0),
     }
-    md = compare.orderings(exps, compare.read_reference(ref))
+    md = report.orderings(_pool(exps, LEVELS), reference.read(ref))
     assert "reward: Spearman ρ = 1.00" in md and "4 methods" in md
     assert "| anneal | DPO annealing | 2.200 (2) | 2.850 (2) |" in md
     assert "a05" not in md
 
 
 def test_reference_points_take_their_level_from_the_grid_by_settings():
-    ref = compare.read_reference(ROOT / "reference" / "reference_results.csv")
-    points = compare.reference_points(ref, LEVELS)
+    ref = reference.read(ROOT / "reference" / "reference_results.csv")
+    points = reference.points(ref, LEVELS)
     assert len(points) == 14
     levels = {method: lvl for lvl, method, _, _ in points}
     assert levels["SFT"] == levels["DPO"] == levels["SLiC-HF hinge"] == 1
     assert levels["f-DPO FKL"] == levels["f-DPO alpha 0.3"] == 2
     assert levels["IPO 0.1"] == levels["cDPO"] == levels["DPO annealing"] == 3
     # a grid without the configuration: no level (the figure's "no level" panel)
-    dpo = compare.config_key("sigmoid", 0.1, {})
+    dpo = names.config_key("sigmoid", 0.1, {})
     only_dpo = grid.Levels({1: "DPO"}, {"l1-sigmoid": 1}, {dpo: 1})
-    placed = {method: lvl for lvl, method, _, _ in compare.reference_points(ref, only_dpo)}
+    placed = {method: lvl for lvl, method, _, _ in reference.points(ref, only_dpo)}
     assert placed["DPO"] == 1 and placed["DPO annealing"] is None and placed["SFT"] is None
-    drawn = compare.panels({}, only_dpo, compare.reference_points(ref, only_dpo))
+    drawn = figures.panels({}, only_dpo, reference.points(ref, only_dpo))
     assert list(drawn) == [1, None]
 
 
@@ -189,10 +198,10 @@ def test_reference_points_are_drawn_at_paper_scale_only(tmp_path):
         "dpo": _exp("sigmoid", 2.8, 4.7),
         "fkl": _exp("fkl", 2.5, 5.1),
     }
-    paper = {n: {**e, "params": {**e["params"], "scale": "paper"}} for n, e in exps.items()}
-    demo = {n: {**e, "params": {**e["params"], "scale": "demo"}} for n, e in exps.items()}
-    assert "Hollow diamonds" in compare.report(paper, tmp_path / "p", LEVELS, ref_csv).read_text()
-    md = compare.report(demo, tmp_path / "d", LEVELS, ref_csv).read_text()
+    paper = {n: replace(e, params={**e.params, "scale": "paper"}) for n, e in exps.items()}
+    demo = {n: replace(e, params={**e.params, "scale": "demo"}) for n, e in exps.items()}
+    assert "Hollow diamonds" in report.compare(paper, tmp_path / "p", LEVELS, ref_csv).read_text()
+    md = report.compare(demo, tmp_path / "d", LEVELS, ref_csv).read_text()
     assert "Hollow diamonds" not in md and "Orderings vs the reference study" in md
 
 
@@ -219,9 +228,9 @@ X_LEVELS = grid.Levels({1: "classics"}, {"x": 1, "base": 1}, {})  # as a grid fi
 def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
     exps, prompts = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
     more, more_prompts = _replicates("base", "sft", [0.5, 0.6, 0.7], [4.3, 4.5, 4.4])
-    exps |= more | {"fkl-s1": {**_exp("fkl", 9.0, 9.0), "state": "failed"}}
+    exps |= more | {"fkl-s1": replace(_exp("fkl", 9.0, 9.0), state="failed")}
     prompts |= more_prompts
-    md = compare.report(exps, tmp_path, X_LEVELS, prompts=prompts).read_text()
+    md = report.compare(exps, tmp_path, X_LEVELS, prompts=prompts).read_text()
     half = t_dist.ppf(0.975, 2) * 0.2 / np.sqrt(3)  # SD of (2.0, 2.2, 2.4) = 0.2
     cell = f"2.200 [{2.2 - half:.3f}, {2.2 + half:.3f}]"
     assert f"| x | 1 | sigmoid | 0.1 |  | 3 seeds | {cell} |" in md
@@ -237,6 +246,37 @@ def test_report_groups_replicates_with_seed_aware_intervals(tmp_path):
 
 def test_report_without_per_prompt_tables_still_tabulates(tmp_path):
     exps, _ = _replicates("x", "sigmoid", [2.0, 2.2, 2.4], [4.0, 4.1, 4.2])
-    md = compare.report(exps, tmp_path, X_LEVELS).read_text()
+    md = report.compare(exps, tmp_path, X_LEVELS).read_text()
     assert "| x | 1 | sigmoid | 0.1 |  | 3 seeds | 2.200 [" in md
     assert "No per-prompt tables given" in md and "## Claims" not in md
+
+
+def test_results_table_groups_replicates_in_the_compare_format(tmp_path):
+    (tmp_path / "grid.yaml").write_text(
+        DEFAULTS + "experiments:\n  g-dpo: {loss: sigmoid}\n  g-fkl: {loss: fkl}\n"
+        "  g-sft: {loss: sft}\n"
+    )
+    base = {"beta": 0.1, "beta_end": None, "label_smoothing": 0.0, "alpha": 0.5}
+
+    def run(loss, seed, reward):
+        m = {"reward/mean": reward, "diversity/entropy_unigram": 4.0, "length/mean_tokens": 40.0}
+        # a percentile-bootstrap interval need not be symmetric about the mean
+        m |= {"reward/mean_ci_low": reward - 0.1, "reward/mean_ci_high": reward + 0.2}
+        params = {**base, "loss": loss, "seed": seed}
+        return Experiment("", "success", params, {EVAL: m})
+
+    exps = {f"g-dpo-s{s}": run("sigmoid", s, r) for s, r in enumerate([2.0, 2.2, 2.4])}
+    exps["g-fkl-s0"] = run("fkl", 0, 1.0)
+    exps["g-fkl-s1"] = Experiment("g-fkl-s1", "failed")
+    text = report.table(grid.load_grid(tmp_path / "grid.yaml"), exps)
+    (dpo,) = [ln for ln in text.splitlines() if ln.startswith("| g-dpo ")]
+    lo, hi = (2.2 + s * t_dist.ppf(0.975, 2) * 0.2 / 3**0.5 for s in (-1, 1))
+    assert f"| sigmoid | 0.1 |  | 3 seeds | 2.200 [{lo:.3f}, {hi:.3f}] |" in dpo
+    (fkl,) = [ln for ln in text.splitlines() if ln.startswith("| g-fkl ")]
+    assert "| 1 seed | 1.000 [0.900, 1.200] |" in fkl  # one run: its prompts-only interval
+    assert "not run / failed" in next(ln for ln in text.splitlines() if ln.startswith("| g-sft"))
+    assert "g-fkl: seeds 0 of 0, 1, 2 (s1 failed, s2 missing)" in text
+    # `prefdiv compare` writes the same cells
+    md = report.configurations(report.results(exps).pooled)
+    assert f"| 3 seeds | 2.200 [{lo:.3f}, {hi:.3f}] |" in md
+    assert "| 1 seed | 1.000 [0.900, 1.200] |" in md

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prefdiv import grid
+from prefdiv import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY = [
@@ -251,7 +251,7 @@ def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
     (at,) = [i for i, ln in enumerate(lines) if ln.startswith("FAILED")]
     assert lines[at] == "FAILED: g-bad seed 1: g-bad-s1  (see `dvc queue logs g-bad-s1`)"
     tail = lines[at + 1 :]
-    assert 1 < len(tail) <= grid.LOG_LINES and all(ln.startswith("  g-bad-s1 | ") for ln in tail)
+    assert 1 < len(tail) <= sweep.LOG_LINES and all(ln.startswith("  g-bad-s1 | ") for ln in tail)
     assert any("alpha = 1.5 is not allowed" in ln for ln in tail), out.stderr
     lock = run(["git", "show", f"{exp_ref(repo, env, 'g-hinge-s1')}:dvc.lock"], repo, env)
     base = run(["git", "show", "HEAD:dvc.lock"], repo, env)

@@ -7,7 +7,7 @@ Checked with the environment variable alone (no GPU needed): a stage records wha
 import os
 import subprocess
 
-from prefdiv import grid
+from prefdiv import sweep
 
 STAGE = """stages:
   probe:
@@ -43,9 +43,9 @@ def test_one_queue_worker_per_gpu(tmp_path, monkeypatch):
     for i, name in enumerate(names):
         _run(["dvc", "exp", "run", "--queue", "-S", f"x={i}", "-n", name], tmp_path)
     monkeypatch.chdir(tmp_path)
-    grid.start_gpu_workers(["0", "1"])
-    assert grid.queue_state()[0] == 2  # both workers up, the first still busy
-    grid.wait_for_queue(poll=1)
+    sweep.start_gpu_workers(["0", "1"])
+    assert sweep.queue_state()[0] == 2  # both workers up, the first still busy
+    sweep.wait_for_queue(poll=1)
     status = _run(["dvc", "queue", "status"], tmp_path)
     assert status.count("Success") == len(names), status
     head = _run(["git", "rev-parse", "HEAD"], tmp_path).strip()

@@ -1,4 +1,4 @@
-"""Seed-aware statistics: intervals, paired differences, grouping, ranks, claims."""
+"""Seed-aware statistics: intervals, paired differences, ranks, variance components, verdicts."""
 
 import numpy as np
 import pandas as pd
@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as st
 
 from prefdiv import diversity, stats
+from prefdiv.replicates import column
 
 
 def _runs(offsets: dict, *, n=40, col="entropy", noise=0.1, rng=None, ids=None):
@@ -90,55 +91,14 @@ def test_paired_difference_with_one_seed_bootstraps_the_prompt_differences():
     assert d.unit == "prompts" and d.low < 0.5 < d.high and d.high - d.low < 0.1
 
 
-# --- grouping ----------------------------------------------------------------------------------
-
-
-def _exp(seed, loss="sigmoid", state="success", **extra):
-    p = {"loss": loss, "beta": 0.1, "beta_end": None, "alpha": 0.5, "label_smoothing": 0.0}
-    return {"state": state, "params": {**p, "seed": seed, **extra}, "metrics": {}}
-
-
-def test_replicates_grouped_and_a_failed_one_named():
-    ok = {"x-s0": _exp(0), "x-s1": _exp(1), "y-s0": _exp(0, "sft"), "y-s2": _exp(2, "sft")}
-    configs, notes = stats.group(ok)
-    assert not notes
-    by_label = {c.label: c for c in configs.values()}
-    assert by_label["x"].runs == {(0, 0): "x-s0", (1, 0): "x-s1"}
-    assert by_label["y"].seeds == [0, 2]
-    failed = {"x-s2": {"state": "failed", "params": {}, "metrics": {}}}
-    lines = stats.replicate_notes(configs, failed)
-    assert "x: seeds 0, 1 of 0, 1, 2 (s2 failed)" in lines
-    assert "y: seeds 0, 2 of 0, 1, 2 (s1 missing)" in lines
-
-
-def test_train_seeds_duplicates_and_wholly_failed_configurations():
-    ok = {
-        "x-s0-t0": _exp(0, train_seed=0),
-        "x-s0-t1": _exp(0, train_seed=1),
-        "x-s1-t0": _exp(1, train_seed=0),
-        "x-s1": _exp(1),  # the same replicate as x-s1-t0 (train_seed 0)
-    }
-    configs, notes = stats.group(ok)
-    ((_, c),) = configs.items()
-    assert c.runs == {(0, 0): "x-s0-t0", (0, 1): "x-s0-t1", (1, 0): "x-s1"} and c.n_train == 2
-    assert notes == ["x-s1-t0: same configuration and seeds as x-s1; ignored"]
-    failed = {"z-s0": {"state": "failed", "params": {}}, "x-s1-t1": {"state": "failed"}}
-    lines = stats.replicate_notes(configs, failed)
-    assert lines == [
-        "x: replicates s0-t0, s0-t1, s1-t0 of s0-t0, s0-t1, s1-t0, s1-t1 (s1-t1 failed)",
-        "z: no replicate succeeded (s0 failed)",
-    ]
-    assert stats.replicate({}, "l2-fkl-s3-t2") == (3, 2) and stats.replicate({"seed": 1}) == (1, 0)
-
-
 # --- ranks, Spearman, variance components ------------------------------------------------------
 
 
 def test_rank_probability_is_one_for_a_clear_gap_and_one_half_for_identical_methods():
     low = _runs(_by_seed([0.0, 0.1, -0.1]))
     high = {r: df + 1.0 for r, df in low.items()}
-    tables = {n: stats.column(t, "entropy") for n, t in [("low", low), ("high", high)]}
-    tables["same"] = stats.column(low, "entropy")
+    tables = {n: column(t, "entropy") for n, t in [("low", low), ("high", high)]}
+    tables["same"] = column(low, "entropy")
     p, ranks, seeds = stats.rank_probabilities(tables, n_boot=500)
     assert seeds == [0, 1, 2]
     assert p.loc["high", "low"] > 0.99 and p.loc["low", "high"] < 0.01
@@ -150,7 +110,7 @@ def test_rank_probability_is_one_for_a_clear_gap_and_one_half_for_identical_meth
 
 def test_spearman_interval_against_the_reference_order():
     tables = {
-        n: stats.column(_runs(_by_seed([v, v + 0.01, v - 0.01]), noise=0.01), "entropy")
+        n: column(_runs(_by_seed([v, v + 0.01, v - 0.01]), noise=0.01), "entropy")
         for n, v in [("a", 0.0), ("b", 1.0), ("c", 2.0), ("d", 3.0)]
     }
     rho, lo, hi, seeds = stats.spearman_interval(tables, {"a": 1, "b": 2, "c": 3, "d": 4})
@@ -195,46 +155,3 @@ def test_part_and_claim_verdict_rules():
     assert stats.claim_verdict(["holds", "reversed", "inconclusive"]) == "reversed"
     assert stats.claim_verdict(["holds", "inconclusive", "missing"]) == "inconclusive"
     assert stats.claim_verdict(["missing", "missing"]) == "missing"
-
-
-def test_claims_come_out_as_constructed():
-    # Per-seed offsets of each method's entropy (3 seeds; prompts shared within a seed).
-    dpo = np.array([0.0, 0.1, -0.1])
-    offsets = {
-        "DPO": dpo,
-        "SFT": dpo + 1.0,  # claim 1: SFT > DPO holds …
-        "hinge": dpo + 1.0 + np.array([0.9, -0.9, 0.05]),  # … SFT > hinge, hinge ≈ DPO: unclear
-        "IPO 0.1": dpo + 1.0,  # claim 3 holds
-        "IPO 0.3": dpo + 1.2,
-        "IPO 0.5": dpo + 1.1,
-        "cDPO": dpo + 0.5,
-        "DPO anneal": dpo + 2.0,  # claim 4 (IPO anneal > DPO anneal) reversed
-        "IPO anneal": dpo + 1.0,
-    }
-    rng = np.random.default_rng(0)
-    runs = {}
-    for m, off in offsets.items():
-        runs[m] = _runs(_by_seed(off), rng=rng, noise=0.05)
-        for df in runs[m].values():
-            df["self_bleu"] = 30 - 5 * df["entropy"]  # lower = more diverse: same verdicts
-    rows = stats.claims(runs, n_boot=200)
-    verdicts = {(r["claim"], r["column"]): r["verdict"] for r in rows}
-    for col in ("entropy", "self_bleu"):
-        assert verdicts["1", col] == "inconclusive"
-        assert verdicts["3", col] == "holds"
-        assert verdicts["4", col] == "reversed"
-        assert verdicts["2a", col] == "missing"  # FKL, JSD, α not run
-    assert {r["column"] for r in rows} == {"entropy", "self_bleu"}  # no reward: claim 5 skipped
-    (one,) = [r for r in rows if r["claim"] == "1" and r["column"] == "entropy"]
-    assert [v for *_, v in one["parts"]] == ["holds", "inconclusive", "inconclusive"]
-    (four,) = [r for r in rows if r["claim"] == "4" and r["column"] == "self_bleu"]
-    # self-BLEU rises by 5 per entropy unit lost; oriented so that > 0 = more diverse
-    assert four["parts"][0][3].mean == pytest.approx(-5.0, abs=0.25)
-
-
-def test_metric_names_match_the_evaluation():
-    from prefdiv.evaluation import HEADLINE
-
-    for col, (name, _, _) in {**stats.DIVERSITY, **stats.REWARD}.items():
-        if col in HEADLINE:  # entropy_fair: not in every checkout's evaluation yet
-            assert HEADLINE[col] == name

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefdiv import compare, errors, grid
+from prefdiv import errors, experiments, grid, sweep
 from prefdiv.config import EXPERIMENT_KEYS
 from prefdiv.errors import UserError
 
@@ -131,7 +131,7 @@ def _grid_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("grid", "queue and run the experiment grid; report failures", _grid_arguments)
 def grid_command(args: argparse.Namespace) -> int:
-    return grid.run_grid(
+    return sweep.run_grid(
         args.grid,
         jobs=args.jobs,
         extra=args.set,
@@ -172,7 +172,9 @@ def write_into(readme: Path, text: str) -> None:
 
 @command("table", "results table of the grid's experiments (Markdown)", _table_arguments)
 def table_command(args: argparse.Namespace) -> int:
-    text = grid.results_table(args.grid, args.rev)
+    from prefdiv import report  # matplotlib: loaded by the commands that report, not by `grid`
+
+    text = report.table(grid.load_grid(args.grid), experiments.show(args.rev))
     if args.readme:
         write_into(Path(args.readme), text)
     print(text, end="")
@@ -192,9 +194,11 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("compare", "table + figures of every DVC experiment", _compare_arguments)
 def compare_command(args: argparse.Namespace) -> int:
+    from prefdiv import report  # matplotlib: loaded by the commands that report, not by `grid`
+
     levels = grid.load_levels(args.grid)
-    exps = grid.experiments(args.rev)
-    path = compare.report(exps, args.out, levels, args.reference, grid.prompt_tables(exps))
+    exps = experiments.show(args.rev)
+    path = report.compare(exps, args.out, levels, args.reference, experiments.prompt_tables(exps))
     print(f"wrote {path}")
     return 0
 
@@ -213,7 +217,7 @@ def render(revs: list[str], out_dir: str) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shown = json.loads(grid.dvc("plots", "diff", *revs, "--json"))
+    shown = json.loads(experiments.dvc("plots", "diff", *revs, "--json"))
     written = []
     for plot_id, items in shown.get("data", {}).items():
         for i, item in enumerate(items):

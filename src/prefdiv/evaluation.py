@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from prefdiv import diversity, rewards, sampling
+from prefdiv import catalogue, diversity, rewards, sampling
 from prefdiv.config import GenerationParams, SpeedParams
 from prefdiv.load import device
 
@@ -32,23 +32,9 @@ LABELS = {0: "negative", 1: "positive"}
 # describe the same prompts. `summarise` counts the prompts left out.
 MIN_KEPT = 2
 
-# per-prompt column → metric name (all averaged over prompts, all with CIs and label splits)
-HEADLINE = {
-    "reward_mean": "reward/mean",
-    "reward_median": "reward/median",
-    "reward_std": "reward/std",
-    "judge": "judge/vader_compound",
-    "kl": "kl/sequence",
-    "entropy": "diversity/entropy_unigram",
-    "entropy_fair": "diversity/entropy_unigram_fair",
-    "predictive_entropy": "diversity/predictive_entropy",
-    "distinct_1": "diversity/distinct_1",
-    "distinct_2": "diversity/distinct_2",
-    "distinct_3": "diversity/distinct_3",
-    "ead": "diversity/ead",
-    "self_bleu": "diversity/self_bleu4",
-    "embedding": "diversity/embedding",
-}
+# per-prompt column → metric name (all averaged over prompts, all with CIs and label splits); the
+# catalogue is the one list of them, shared with the reports
+HEADLINE = {m.column: m.key for m in catalogue.METRICS}
 
 
 @torch.no_grad()

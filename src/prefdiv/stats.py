@@ -1,4 +1,5 @@
-"""Seed-aware statistics over replicated experiments (pure numpy/pandas; no DVC).
+"""Seed-aware statistics over replicated experiments: numbers in, numbers out (numpy, pandas, scipy;
+no experiment names, no DVC, no prose).
 
 A configuration (loss, β, β_end, α, ε, scale) runs as replicates r = (seed, train_seed):
 `seed` drives the whole pipeline (split, hence the test prompts; SFT policy; reward model;
@@ -14,14 +15,14 @@ are compared prompt by prompt within a seed.
 - `bootstrap_means`, `rank_probabilities`, `spearman_interval`: two-level bootstrap (seeds,
   then prompts within each drawn seed, paired across methods).
 - `variance_components`: upstream seed, train seed within seed, residual.
-- `claims`: the reference study's claims as pairwise parts with verdicts.
+- `part_verdict`, `claim_verdict`: the decision rules a claim's parts are judged by
+  (`prefdiv.reference` holds the claims themselves).
+- `simulate_coverage`, `coverage_table`: the simulation behind the choice of interval.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,118 +33,6 @@ from prefdiv import diversity
 Rep = tuple[int, int]  # (seed, train_seed)
 LEVEL = 0.95
 N_BOOT = 2000
-SUFFIX = re.compile(r"-s(\d+)(?:-t(\d+))?$")  # `prefdiv grid --seeds`: <grid name>-s<seed>[-t<t>]
-
-# per-prompt column → (metrics/eval.json name, header, +1 if higher = more diverse, −1 if lower)
-DIVERSITY = {
-    "entropy": ("diversity/entropy_unigram", "unigram entropy", 1),
-    "entropy_fair": ("diversity/entropy_unigram_fair", "length-fair entropy", 1),
-    "distinct_2": ("diversity/distinct_2", "distinct-2", 1),
-    "self_bleu": ("diversity/self_bleu4", "self-BLEU-4 ↓", -1),
-    "embedding": ("diversity/embedding", "embedding div.", 1),
-}
-REWARD = {"reward_mean": ("reward/mean", "reward", 1)}
-
-
-# --- replicates --------------------------------------------------------------------------------
-
-
-def base_name(name: str) -> str:
-    """Grid name of a replicate: `l2-fkl-s1-t2` → `l2-fkl`."""
-    return SUFFIX.sub("", name)
-
-
-def replicate(params: dict, name: str = "") -> Rep:
-    """(seed, train_seed) of a run (missing train_seed = 0); from the name's suffix when the
-    params lack a seed (a failed run's params may be empty)."""
-    if "seed" in params:
-        return int(params["seed"]), int(params.get("train_seed") or 0)
-    m = SUFFIX.search(name)
-    return (int(m[1]), int(m[2] or 0)) if m else (0, 0)
-
-
-def config_id(params: dict) -> tuple:
-    """(scale, loss, β, options): the configuration a run replicates (`compare._exp_key`)."""
-    from prefdiv.compare import _exp_key  # compare imports this module
-
-    return (params.get("scale"), *_exp_key(params))
-
-
-@dataclass
-class Config:
-    """One configuration and its successful runs (replicate → experiment name)."""
-
-    label: str
-    params: dict
-    runs: dict[Rep, str] = field(default_factory=dict)
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted({s for s, _ in self.runs})
-
-    @property
-    def train_seeds(self) -> list[int]:
-        return sorted({t for _, t in self.runs})
-
-    @property
-    def n_train(self) -> int:
-        """Most train-seed runs of any one seed."""
-        return max(Counter(s for s, _ in self.runs).values())
-
-
-def group(exps: dict[str, dict]) -> tuple[dict[tuple, Config], list[str]]:
-    """Runs by configuration (`config_id`), labelled by grid name; notes on dropped duplicates.
-
-    `exps`: successful runs only, {name: {"params", ...}}.
-    """
-    configs: dict[tuple, Config] = {}
-    notes = []
-    for name in sorted(exps):
-        p = exps[name]["params"]
-        c = configs.setdefault(config_id(p), Config(base_name(name), p))
-        rep = replicate(p, name)
-        if rep in c.runs:
-            notes.append(f"{name}: same configuration and seeds as {c.runs[rep]}; ignored")
-        else:
-            c.runs[rep] = name
-    labels = Counter(c.label for c in configs.values())
-    for key, c in configs.items():  # one grid name at two scales
-        if labels[c.label] > 1:
-            c.label = f"{c.label} ({key[0]})"
-    return configs, notes
-
-
-def _tag(rep: Rep, with_train: bool) -> str:
-    return f"s{rep[0]}-t{rep[1]}" if with_train else f"s{rep[0]}"
-
-
-def replicate_notes(configs: dict[tuple, Config], failed: dict[str, dict]) -> list[str]:
-    """One line per configuration lacking replicates, e.g. `l2-fkl: seeds 0, 2 of 0, 1, 2 (s1
-    failed)`. Expected: every seed any run used × the configuration's own train seeds."""
-    lost = {(base_name(n), replicate(e.get("params") or {}, n)) for n, e in failed.items()}
-    seeds = sorted({s for c in configs.values() for s in c.seeds} | {r[0] for _, r in lost})
-    lines = []
-    for c in configs.values():
-        base = base_name(next(iter(c.runs.values())))
-        trains = c.train_seeds
-        expected = [(s, t) for s in seeds for t in trains]
-        absent = [r for r in expected if r not in c.runs]
-        if not absent:
-            continue
-        with_train = trains != [0]
-        tags = {r: _tag(r, with_train) for r in expected}
-        why = ", ".join(f"{tags[r]} {'failed' if (base, r) in lost else 'missing'}" for r in absent)
-        if with_train:
-            have = ", ".join(tags[r] for r in sorted(c.runs))
-            lines.append(f"{c.label}: replicates {have} of {', '.join(tags.values())} ({why})")
-        else:
-            have = ", ".join(map(str, c.seeds))
-            lines.append(f"{c.label}: seeds {have} of {', '.join(map(str, seeds))} ({why})")
-    bases = {base_name(n) for c in configs.values() for n in c.runs.values()}
-    for base in sorted({b for b, _ in lost} - bases):
-        tags = ", ".join(sorted(_tag(r, r[1] != 0) for b, r in lost if b == base))
-        lines.append(f"{base}: no replicate succeeded ({tags} failed)")
-    return lines
 
 
 def _nest(values: dict[Rep, object]) -> dict[int, dict[int, object]]:
@@ -394,89 +283,9 @@ def variance_components(tables: dict[Rep, pd.Series]) -> dict[str, float] | None
     return {k: v / total if total > 0 else float("nan") for k, v in parts.items()}
 
 
-# --- claims ------------------------------------------------------------------------------------
+# --- verdicts ----------------------------------------------------------------------------------
 
-# The reference study's configurations, by the names its claims use: (loss, β, options).
-METHODS = {
-    "SFT": ("sft", None, {}),
-    "DPO": ("sigmoid", 0.1, {}),
-    "hinge": ("hinge", 0.1, {}),
-    "FKL": ("fkl", 0.1, {}),
-    "JSD": ("jsd", 0.1, {}),
-    "α=0.3": ("alpha", 0.1, {"alpha": 0.3}),
-    "α=0.5": ("alpha", 0.1, {"alpha": 0.5}),
-    "α=0.7": ("alpha", 0.1, {"alpha": 0.7}),
-    "IPO 0.1": ("ipo", 0.1, {}),
-    "IPO 0.3": ("ipo", 0.3, {}),
-    "IPO 0.5": ("ipo", 0.5, {}),
-    "cDPO": ("cdpo", 0.1, {"label_smoothing": 0.15}),
-    "DPO anneal": ("sigmoid", 0.0, {"beta_end": 1.0}),
-    "IPO anneal": ("ipo", 1.0, {"beta_end": 0.01}),
-}
-F_DIV = ("DPO", "JSD", "α=0.3", "α=0.5", "α=0.7", "FKL")  # reverse KL … forward KL
-CONSTANT = tuple(m for m in METHODS if m not in ("SFT", "DPO anneal", "IPO anneal"))
-TOP, LOW = ("DPO", "hinge", "JSD", "cDPO"), ("IPO 0.3", "IPO 0.5")
 VERDICTS = ("holds", "reversed", "inconclusive", "missing")
-CLOSE = 0.2  # "close": |A − B| within CLOSE·|SFT − DPO| (the effect the study is about)
-
-# (id, claim, "diversity" | "reward", parts): (A, ">", B) = A higher than B; (A, "≈", B) = close
-CLAIMS = (
-    (
-        "1",
-        "SFT more diverse than DPO and than SLiC-HF hinge; hinge and DPO close",
-        "diversity",
-        (("SFT", ">", "DPO"), ("SFT", ">", "hinge"), ("hinge", "≈", "DPO")),
-    ),
-    (
-        "2a",
-        "forward KL the most diverse f-divergence",
-        "diversity",
-        tuple(("FKL", ">", m) for m in F_DIV[:-1]),
-    ),
-    (
-        "2b",
-        "reverse KL (DPO) the least diverse f-divergence",
-        "diversity",
-        tuple((m, ">", "DPO") for m in F_DIV[1:]),
-    ),
-    (
-        "2c",
-        "α-divergences more diverse as α grows towards 1",
-        "diversity",
-        (("α=0.5", ">", "α=0.3"), ("α=0.7", ">", "α=0.5")),
-    ),
-    (
-        "3",
-        "IPO (τ = 0.1, 0.3, 0.5) and cDPO (ε = 0.15) more diverse than DPO",
-        "diversity",
-        tuple((m, ">", "DPO") for m in ("IPO 0.1", "IPO 0.3", "IPO 0.5", "cDPO")),
-    ),
-    (
-        "4",
-        "DPO annealing (β 0→1) ends less diverse than IPO annealing (β 1→0.01)",
-        "diversity",
-        (("IPO anneal", ">", "DPO anneal"),),
-    ),
-    (
-        "5a",
-        "reward highest for DPO, hinge, JSD and cDPO",
-        "reward",
-        tuple((t, ">", o) for t in TOP for o in CONSTANT if o not in TOP),
-    ),
-    (
-        "5b",
-        "reward lowest for IPO with τ ≥ 0.3",
-        "reward",
-        tuple((o, ">", low) for low in LOW for o in CONSTANT if o not in LOW),
-    ),
-)
-
-
-def method_keys() -> dict[tuple, str]:
-    """`compare.config_key` of each claim method → its name."""
-    from prefdiv.compare import config_key
-
-    return {config_key(*spec): name for name, spec in METHODS.items()}
 
 
 def part_verdict(d: Estimate | None, rel: str, margin: float = float("nan")) -> str:
@@ -502,49 +311,6 @@ def claim_verdict(parts: list[str]) -> str:
     if "reversed" in parts:
         return "reversed"
     return "missing" if all(v == "missing" for v in parts) else "inconclusive"
-
-
-def claims(runs: dict[str, dict[Rep, pd.DataFrame]], *, n_boot: int = N_BOOT) -> list[dict]:
-    """Every claim on every metric it is judged on, with its parts.
-
-    `runs`: per claim method name (`METHODS`) its per-prompt tables (index prompt_id) by
-    replicate. Diversity claims are judged on each `DIVERSITY` column present (differences
-    oriented so that > 0 = more diverse), claim 5 on reward. Returns rows {claim, text, column,
-    key (metrics/eval.json name), metric (header), verdict, parts: [(A, rel, B, Estimate | None,
-    verdict)]}.
-    """
-    cache: dict[tuple, Estimate | None] = {}
-
-    def diff(a: str, b: str, col: str, sign: int) -> Estimate | None:
-        if (a, b, col) not in cache:
-            ta, tb = column(runs.get(a), col), column(runs.get(b), col)
-            d = paired_difference(ta, tb, n_boot=n_boot) if ta and tb else None
-            cache[a, b, col] = d.flipped() if d is not None and sign < 0 else d
-        return cache[a, b, col]
-
-    rows = []
-    for cid, text, kind, parts in CLAIMS:
-        metrics = DIVERSITY if kind == "diversity" else REWARD
-        for col, (key, header, sign) in metrics.items():
-            if not any(column(r, col) for r in runs.values()):
-                continue  # metric absent from every run (e.g. entropy_fair before it existed)
-            ref = diff("SFT", "DPO", col, sign)
-            margin = CLOSE * abs(ref.mean) if ref is not None else float("nan")
-            judged = []
-            for a, rel, b in parts:
-                d = diff(a, b, col, sign)
-                judged.append((a, rel, b, d, part_verdict(d, rel, margin)))
-            verdict = claim_verdict([v for *_, v in judged])
-            row = dict(claim=cid, text=text, column=col, key=key, metric=header, verdict=verdict)
-            rows.append({**row, "parts": judged})
-    return rows
-
-
-def column(runs: dict[Rep, pd.DataFrame] | None, col: str) -> dict[Rep, pd.Series]:
-    """One column of each run's per-prompt table; {} if absent."""
-    if not runs:
-        return {}
-    return {rep: df[col] for rep, df in runs.items() if col in df.columns}
 
 
 # --- the simulation behind the choice of interval (docs/statistics.md) ---------------------------

@@ -1,0 +1,65 @@
+"""The metric catalogue: every per-prompt metric of the `evaluate` stage, once (imports nothing).
+
+Each :class:`Metric` ties the per-prompt column of `plots/eval_prompts.csv` to its name in
+`metrics/eval.json` (also `dvc exp show` and MLflow), the header and decimals the reports write,
+its direction, and where the analysis uses it. The `evaluate` stage writes exactly these columns
+in this order (`evaluation.HEADLINE` is derived from :data:`METRICS`), so the pipeline and the
+reports cannot disagree on a name. Definitions and sources: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str  # per-prompt column (plots/eval_prompts.csv)
+    key: str  # metrics/eval.json name; its interval is `<key>_ci_low` / `<key>_ci_high`
+    header: str  # in report tables
+    decimals: int = 3
+    sign: int = 1  # +1: higher = more diverse (or more reward); −1: lower (self-BLEU)
+    table: bool = True  # a column of the configuration table (`prefdiv compare`)
+    paired: bool = False  # in the paired differences, variance components and ranks
+    role: str = ""  # "reward" | "diversity": what the reference study's claims judge it as
+
+
+METRICS = (
+    Metric("reward_mean", "reward/mean", "reward", paired=True, role="reward"),
+    Metric("reward_median", "reward/median", "reward median", table=False),
+    Metric("reward_std", "reward/std", "reward SD within prompt", table=False),
+    Metric("judge", "judge/vader_compound", "VADER judge"),
+    Metric("kl", "kl/sequence", "KL(π‖π_ref)", decimals=2, paired=True),
+    Metric(
+        "entropy", "diversity/entropy_unigram", "unigram entropy", paired=True, role="diversity"
+    ),
+    Metric(
+        "entropy_fair",
+        "diversity/entropy_unigram_fair",
+        "length-fair entropy",
+        paired=True,
+        role="diversity",
+    ),  # fmt: skip
+    Metric("predictive_entropy", "diversity/predictive_entropy", "predictive entropy"),
+    Metric("distinct_1", "diversity/distinct_1", "distinct-1"),
+    Metric("distinct_2", "diversity/distinct_2", "distinct-2", paired=True, role="diversity"),
+    Metric("distinct_3", "diversity/distinct_3", "distinct-3"),
+    Metric("ead", "diversity/ead", "EAD"),
+    Metric(
+        "self_bleu",
+        "diversity/self_bleu4",
+        "self-BLEU-4 ↓",
+        decimals=1,
+        sign=-1,
+        paired=True,
+        role="diversity",
+    ),  # fmt: skip
+    Metric("embedding", "diversity/embedding", "embedding div.", paired=True, role="diversity"),
+)
+
+BY_COLUMN = {m.column: m for m in METRICS}
+BY_KEY = {m.key: m for m in METRICS}
+TABLE = tuple(m for m in METRICS if m.table)  # the configuration table's columns, in order
+PAIRED = tuple(m for m in METRICS if m.paired)  # paired differences, variance, ranks
+DIVERSITY = tuple(m for m in METRICS if m.role == "diversity")  # the claims' diversity metrics
+REWARD = tuple(m for m in METRICS if m.role == "reward")  # the claims' reward metric

@@ -1,0 +1,257 @@
+"""The grid run on DVC's queue: `prefdiv grid`.
+
+Every configuration of the grid file runs once per seed (and train seed) as a named DVC
+experiment (`grid.replicates`), queued with every experiment key set explicitly, so nothing leaks
+from the workspace's `params.yaml`. After the queue drains, an experiment counts as succeeded only
+if DVC's queue does not list it as failed and it is `usable` (`prefdiv.experiments`: a failed
+experiment shows its baseline's metrics in `dvc exp show`). Each failure is reported with the last
+lines of its queue log; `run_grid(..., retry_failed=True)` queues only the experiments that did not
+succeed.
+
+Everything here drives DVC itself (`dvc exp run --queue`, `dvc exp show --json`, `dvc queue
+status|logs`); nothing re-implements the pipeline. (Not `queue.py`: that would shadow the
+standard library's `queue`.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+from prefdiv import experiments, grid
+from prefdiv.config import EXPERIMENT_KEYS as KEYS
+from prefdiv.errors import UserError
+from prefdiv.names import split_name
+
+LOG_LINES = 5  # of each failed experiment's queue log, in the failure report
+BUSY = ("Queued", "Running")
+
+
+# --- queue commands ------------------------------------------------------------------------
+
+
+def _value(v) -> str:
+    return "null" if v is None else str(v)
+
+
+def queue_command(name: str, settings: dict, extra: list[str] = ()) -> list[str]:
+    """`dvc exp run --queue -n <name>` with every experiment key of `settings` and then `extra`
+    (`KEY=VALUE`, e.g. `scale=paper`) set; `seed` and `train_seed` too, since a plain `-S` would
+    persist in the workspace."""
+    cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+    for key in KEYS:
+        if key in settings:
+            cmd += ["-S", f"{key}={_value(settings[key])}"]
+    for setting in extra:
+        cmd += ["-S", setting]
+    return cmd
+
+
+def queue_commands(
+    configs: dict[str, dict], extra: list[str] = (), seeds=(0,), train_seeds=(0,)
+) -> list[list[str]]:
+    """One :func:`queue_command` per replicate (:func:`grid.replicates`), in queue order."""
+    wanted = grid.replicates(configs, seeds, train_seeds)
+    return [queue_command(n, s, extra) for n, s in wanted.items()]
+
+
+# --- DVC's queue ---------------------------------------------------------------------------
+
+
+def _queue_status() -> tuple[list[tuple[str, str]], int]:
+    """(tasks as (name, status) in `dvc queue status` order, queue workers up)."""
+    text = experiments.dvc("queue", "status")
+    tasks = re.findall(
+        r"^[0-9a-f]+\s+(\S+)\s+.*?\b(Queued|Running|Success|Failed)\s*$", text, flags=re.M
+    )
+    m = re.search(r"Worker status: (\d+) active, (\d+) idle", text)
+    return tasks, (int(m.group(1)) + int(m.group(2)) if m else 0)
+
+
+def queue_tasks() -> dict[str, set[str]]:
+    """Experiment name → the statuses of its tasks in DVC's queue (Queued, Running, Success,
+    Failed; a name queued twice has two)."""
+    out: dict[str, set[str]] = {}
+    for name, status in _queue_status()[0]:
+        out.setdefault(name, set()).add(status)
+    return out
+
+
+def failed_in_queue(tasks: dict[str, set[str]] | None = None) -> set[str]:
+    """Names `dvc queue status` lists as Failed (`tasks`: :func:`queue_tasks`, already read)."""
+    tasks = queue_tasks() if tasks is None else tasks
+    return {name for name, statuses in tasks.items() if "Failed" in statuses}
+
+
+def queue_state() -> tuple[int, int]:
+    """(queue workers up, tasks queued or running), from `dvc queue status`."""
+    tasks, workers = _queue_status()
+    return workers, sum(status in BUSY for _, status in tasks)
+
+
+def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
+    """One DVC queue worker per GPU, started with `CUDA_VISIBLE_DEVICES=<gpu>`, which the worker
+    and every experiment it runs inherit.
+
+    `dvc queue start -j N` tops the workers up to N, counting those that answer a ping, and a new
+    worker takes seconds to answer. So each start waits for the previous worker: a second start
+    right after the first spawns worker 1 again, with the second GPU (once, every experiment then
+    ran on the first GPU).
+    """
+    for n, gpu in enumerate(gpus, 1):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+        subprocess.run(["dvc", "queue", "start", "-j", str(n)], env=env, check=True)
+        deadline = time.monotonic() + timeout
+        while (state := queue_state())[0] < n and state[1] > 0:
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"queue worker {n} (GPU {gpu}) did not start in {timeout:.0f} s; "
+                    "see `dvc queue status`"
+                )
+            time.sleep(1)
+
+
+def wait_for_queue(poll: float = 5) -> None:
+    """Block until the DVC queue has no queued or running task left."""
+    while queue_state()[1]:
+        time.sleep(poll)
+
+
+def log_tail(name: str, n: int = LOG_LINES) -> list[str]:
+    """The last `n` non-blank lines of `dvc queue logs <name>` ([] when the queue has no task of
+    that name). DVC prints its final ERROR line twice; consecutive repeats are kept once."""
+    out = subprocess.run(["dvc", "queue", "logs", name], capture_output=True, text=True)
+    if out.returncode != 0:
+        return []
+    lines = [ln.rstrip() for ln in out.stdout.splitlines() if ln.strip()]
+    return [ln for i, ln in enumerate(lines) if i == 0 or ln != lines[i - 1]][-n:]
+
+
+# --- outcome -------------------------------------------------------------------------------
+
+
+def unfinished(
+    names: list[str], exps: dict[str, experiments.Experiment], failed: set[str]
+) -> list[str]:
+    """The `names` (in order) that did not succeed: `failed` in DVC's queue, absent from `exps`,
+    failed there, or without `metrics/eval.json`."""
+    return [n for n in names if n in failed or n not in exps or not exps[n].usable]
+
+
+def failure_report(
+    names: list[str], failed: set[str], logs: dict[str, list[str]] | None = None
+) -> list[str]:
+    """Lines naming the `failed` experiments among `names` (grid order), one per configuration
+    and seed, each followed by the tail of every failed experiment's queue log (`logs`: name →
+    lines), and a line for each seed at which every configuration failed (its shared upstream
+    stages are then the likely cause)."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for name in names:
+        config, seed, _ = split_name(name)
+        groups.setdefault((config, seed), []).append(name)
+    lines = []
+    for (config, seed), members in groups.items():
+        bad = [n for n in members if n in failed]
+        if not bad:
+            continue
+        lines.append(
+            f"FAILED: {config} seed {seed}: {', '.join(bad)}  (see `dvc queue logs {bad[0]}`)"
+        )
+        for n in bad if logs is not None else []:
+            lines += [f"  {n} | {ln}" for ln in logs.get(n) or ["(no log in DVC's queue)"]]
+    configs = {config for config, _ in groups}
+    for seed in sorted({seed for _, seed in groups}):
+        seed_names = [n for (_, s), members in groups.items() if s == seed for n in members]
+        if len(configs) > 1 and set(seed_names) <= failed:
+            lines.append(
+                f"FAILED: seed {seed}: every configuration; look first at the upstream stages "
+                "(prompts … pairs) they share"
+            )
+    return lines
+
+
+# --- the grid run --------------------------------------------------------------------------
+
+
+def _to_retry(names: list[str]) -> list[str]:
+    """The `names` that did not succeed; a UserError if any is still queued or running."""
+    tasks = queue_tasks()
+    if busy := [n for n in names if tasks.get(n, set()) & set(BUSY)]:
+        raise UserError(
+            f"still queued or running: {', '.join(busy)}; let the queue finish "
+            "(`dvc queue status`) before --retry-failed"
+        )
+    return unfinished(names, experiments.show(), failed_in_queue(tasks))
+
+
+def enqueue(todo: list[str], wanted: dict[str, dict], extra: list[str] = ()) -> None:
+    """Queue the experiments `todo` with their settings (`wanted`: name → settings), replacing
+    any experiment of the same name (`exp run -f` would also force every stage) and dropping the
+    queue's failed tasks, which would otherwise still be listed as failures of this run."""
+    experiments.dvc("queue", "remove", "--failed")
+    if stale := sorted(set(todo) & set(experiments.show())):
+        experiments.dvc("exp", "remove", *stale)
+    for name in todo:
+        cmd = queue_command(name, wanted[name], extra)
+        print("+", " ".join(cmd), flush=True)
+        experiments.dvc(*cmd[1:])
+
+
+def run_queue(jobs: int = 1, gpus: list[str] | None = None) -> None:
+    """Run DVC's queue to its end: `jobs` workers, or one per GPU."""
+    if gpus:
+        start_gpu_workers(gpus)
+        wait_for_queue()
+    else:  # --run-all waits for the queue; shared upstream stages come from the cache, run once.
+        subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
+
+
+def outcome(names: list[str], minutes: float) -> int:
+    """Print how many of `names` succeeded and, on stderr, :func:`failure_report` with each
+    failed experiment's log tail; 1 if any failed, else 0."""
+    failed = unfinished(names, experiments.show(), failed_in_queue())
+    print(
+        f"grid: {len(names) - len(failed)}/{len(names)} experiments succeeded in {minutes:.1f} min"
+    )
+    for line in failure_report(names, set(failed), {n: log_tail(n) for n in failed}):
+        print(line, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_grid(
+    grid_path: str,
+    jobs: int = 1,
+    extra: list[str] = (),
+    queue_only: bool = False,
+    gpus: list[str] | None = None,
+    seeds: list[int] | None = None,
+    train_seeds: list[int] = (0,),
+    retry_failed: bool = False,
+) -> int:
+    """Queue every configuration of the grid once per seed (default: the grid file's `seeds`)
+    and train seed, run them (`jobs` workers, or one per GPU), report failures with their logs'
+    tails; exit status 1 if any failed.
+
+    `retry_failed`: queue only the replicates that did not succeed (:func:`unfinished`); the
+    others are neither removed nor re-run. With none to retry, say so and return 0.
+    """
+    configs = grid.load_grid(grid_path)
+    seeds = grid.grid_seeds(grid_path) if seeds is None else seeds
+    wanted = grid.replicates(configs, seeds, train_seeds)
+    names = list(wanted)
+    todo = _to_retry(names) if retry_failed else names
+    if not todo:
+        print(f"grid: all {len(names)} experiments succeeded; nothing to retry")
+        return 0
+    if retry_failed:
+        print(f"grid: retrying {len(todo)} of {len(names)} experiments: {', '.join(todo)}")
+    start = time.time()
+    enqueue(todo, wanted, extra)
+    if queue_only:
+        print(f"queued {len(todo)} experiments; run them with `dvc queue start -j N`")
+        return 0
+    run_queue(jobs, gpus)
+    return outcome(names, (time.time() - start) / 60)
