@@ -23,6 +23,8 @@ ANALYSIS = (
     "grid",
     "sweep",
     "stats",
+    "coverage",
+    "plan",
     "replicates",
     "reference",
     "figures",

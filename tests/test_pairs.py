@@ -1,5 +1,8 @@
 from math import comb
 
+import numpy as np
+import pytest
+
 from prefdiv import pairs
 
 
@@ -20,6 +23,9 @@ def test_every_pair_once_ties_dropped_chosen_higher():
     assert counts["n_ties"] == 2  # a: 0.5 vs 0.5, b: |Δ| = 4e-4 < 1e-3
     assert counts["n_pairs"] == len(out) == candidates - 2
     assert all(p["chosen_reward"] > p["rejected_reward"] for p in out)
+    every = [0.5, 2.0, 0.5, -1.0, 1.0, 1.0004, 3.0]  # the scale a seed's rewards are judged on
+    assert counts["reward_mean"] == pytest.approx(np.mean(every))
+    assert counts["reward_sd"] == pytest.approx(np.std(every, ddof=1))
     assert {(p["chosen"], p["rejected"]) for p in out} == {
         ("a-1", "a-0"),
         ("a-0", "a-3"),

@@ -41,3 +41,27 @@ def test_train_seeds_duplicates_and_wholly_failed_configurations():
     ]
     assert names.replicate({}, "l2-fkl-s3-t2") == (3, 2) and names.replicate({"seed": 1}) == (1, 0)
     assert c.counted() == "2 seeds × 2 train"
+
+
+def test_rewards_are_standardised_by_their_seeds_reward_scale():
+    import pandas as pd
+    import pytest
+
+    from prefdiv.experiments import EVAL, PAIRS
+
+    scaled = Experiment(
+        "x-s0", params={"seed": 0},
+        metrics={
+            EVAL: {"reward/mean": 3.0, "reward/mean_ci_low": 2.0, "reward/mean_ci_high": 5.0},
+            PAIRS: {"reward_mean": 1.0, "reward_sd": 2.0},
+        },
+    )  # fmt: skip
+    old = Experiment("x-s1", params={"seed": 1}, metrics={EVAL: {"reward/mean": 3.0}})
+    tables = {"x-s0": pd.DataFrame({"prompt_id": ["a", "b"], "reward_mean": [1.0, 5.0]})}
+    exps, out = replicates.standardise({"x-s0": scaled, "x-s1": old}, tables)
+    ev = exps["x-s0"].eval
+    assert ev["reward/standardised"] == 1.0 and ev["reward/mean"] == 3.0
+    assert (ev["reward/standardised_ci_low"], ev["reward/standardised_ci_high"]) == (0.5, 2.0)
+    assert out["x-s0"]["reward_z"].tolist() == pytest.approx([0.0, 2.0])
+    assert "reward_z" not in tables["x-s0"]  # the caller's tables are left as they were
+    assert exps["x-s1"] is old  # no scale (a run from before pairs.json had one): unchanged

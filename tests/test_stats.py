@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from prefdiv import diversity, stats
+from prefdiv import coverage, diversity, stats
 from prefdiv.replicates import column
 
 
@@ -34,9 +34,9 @@ def test_t_interval_covers_at_the_nominal_rate_where_prompts_only_does_not():
     # correct 95 % interval lands in [0.92, 0.98] (±2.7 SD); the seed is fixed, the band is
     # what another seed could give. Seed SD = 2× the prompt SE of a seed mean.
     for n_seeds in (3, 10):
-        cov, _ = stats.simulate_coverage("t", n_seeds, sd_seed=0.2, reps=400, seed=1)
+        cov, _ = coverage.simulate("t", n_seeds, sd_seed=0.2, reps=400, seed=1)
         assert 0.92 <= cov <= 0.98, (n_seeds, cov)
-    cov, _ = stats.simulate_coverage("prompts", 3, sd_seed=0.2, reps=400, n_boot=300, seed=1)
+    cov, _ = coverage.simulate("prompts", 3, sd_seed=0.2, reps=400, n_boot=300, seed=1)
     assert cov < 0.8  # ignoring the seeds under-covers badly: why the t interval exists
 
 
@@ -142,16 +142,40 @@ def test_variance_components_recover_known_shares():
 # --- claims ------------------------------------------------------------------------------------
 
 
-def test_part_and_claim_verdict_rules():
-    est = lambda m, lo, hi: stats.Estimate(m, lo, hi, "seeds", (m,))  # noqa: E731
-    assert stats.part_verdict(est(1, 0.5, 1.5), ">") == "holds"
-    assert stats.part_verdict(est(-1, -1.5, -0.5), ">") == "reversed"
-    assert stats.part_verdict(est(0, -0.1, 0.1), ">") == "inconclusive"
-    assert stats.part_verdict(est(0.01, -0.05, 0.05), "≈", margin=0.2) == "holds"
-    assert stats.part_verdict(est(1, 0.5, 1.5), "≈", margin=0.2) == "reversed"
-    assert stats.part_verdict(est(0.1, -0.1, 0.3), "≈", margin=0.2) == "inconclusive"
-    assert stats.part_verdict(None, ">") == "missing"
-    assert stats.claim_verdict(["holds", "holds"]) == "holds"
-    assert stats.claim_verdict(["holds", "reversed", "inconclusive"]) == "reversed"
-    assert stats.claim_verdict(["holds", "inconclusive", "missing"]) == "inconclusive"
-    assert stats.claim_verdict(["missing", "missing"]) == "missing"
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04, then running max
+    assert stats.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.4, 0.2]) == pytest.approx([0.4, 0.4]) and len(stats.holm([])) == 0
+    assert stats.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def _seeds(values):
+    v = np.asarray(values, dtype=float)
+    lo, hi = stats.t_interval(v)[1:]
+    return stats.Estimate(float(v.mean()), lo, hi, "seeds", tuple(v))
+
+
+def test_a_part_is_a_two_sided_t_test_and_close_is_tost():
+    d = _seeds([0.3, 0.5, 0.1, 0.4, 0.2])
+    p, direction = stats.part_test(d, ">")
+    assert direction == "holds" and p == pytest.approx(st.ttest_1samp(d.units, 0.0).pvalue)
+    assert stats.part_test(d.flipped(), ">") == (pytest.approx(p), "reversed")
+    # equivalence: both one-sided tests against ±margin, doubled (a 95 % interval inside)
+    near = _seeds([0.01, -0.02, 0.0, 0.02, -0.01])
+    p, direction = stats.part_test(near, "≈", margin=0.1)
+    se = np.std(near.units, ddof=1) / np.sqrt(5)
+    tost = max(st.t.sf((near.mean + 0.1) / se, 4), st.t.cdf((near.mean - 0.1) / se, 4))
+    assert direction == "holds" and p == pytest.approx(2 * tost) and p < 0.001
+    assert stats.part_test(d, "≈", margin=0.05)[1] == "reversed"  # 0.3 ± 0.07: beyond 0.05
+    assert stats.part_test(d, "≈", margin=1.0)[1] == "holds"
+    assert stats.part_test(_seeds([1.0] * 5), ">") == (0.0, "holds")  # no spread: exact
+
+
+def test_a_cell_holds_when_every_part_holds_and_is_reversed_by_one_part():
+    assert stats.cell_verdict([("holds", 0.01), ("holds", 0.03)]) == ("holds", 0.03)
+    assert stats.cell_verdict([("holds", 0.01), ("reversed", 0.2), ("reversed", 0.04)]) == (
+        "reversed",
+        0.04,
+    )
+    assert stats.cell_verdict([]) == ("missing", 1.0)

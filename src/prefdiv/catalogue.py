@@ -2,9 +2,10 @@
 
 Each :class:`Metric` ties the per-prompt column of `plots/eval_prompts.csv` to its name in
 `metrics/eval.json` (also `dvc exp show` and MLflow), the header and decimals the reports write,
-its direction, and where the analysis uses it. The `evaluate` stage writes exactly these columns
-in this order (`evaluation.HEADLINE` is derived from :data:`METRICS`), so the pipeline and the
-reports cannot disagree on a name. Definitions and sources: docs/metrics.md.
+its direction, and where the analysis uses it. The `evaluate` stage writes exactly the columns
+that are not `derived`, in this order (`evaluation.HEADLINE` is derived from :data:`METRICS`), so
+the pipeline and the reports cannot disagree on a name; the analysis computes the `derived` ones
+from the stages' outputs (`replicates.standardise`). Definitions and sources: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ class Metric:
     table: bool = True  # a column of the configuration table (`prefdiv compare`)
     paired: bool = False  # in the paired differences, variance components and ranks
     role: str = ""  # "reward" | "diversity": what the reference study's claims judge it as
+    derived: bool = False  # computed by the analysis from the stages' outputs, not by `evaluate`
 
 
 METRICS = (
-    Metric("reward_mean", "reward/mean", "reward", paired=True, role="reward"),
+    Metric("reward_mean", "reward/mean", "reward", paired=True),
     Metric("reward_median", "reward/median", "reward median", table=False),
     Metric("reward_std", "reward/std", "reward SD within prompt", table=False),
     Metric("judge", "judge/vader_compound", "VADER judge"),
@@ -55,6 +57,16 @@ METRICS = (
         role="diversity",
     ),  # fmt: skip
     Metric("embedding", "diversity/embedding", "embedding div.", paired=True, role="diversity"),
+    # the reward in SDs of its seed's reward model over the SFT policy's samples
+    # (metrics/pairs.json), so that seeds with differently scaled reward models average fairly
+    Metric(
+        "reward_z",
+        "reward/standardised",
+        "reward (z in seed)",
+        paired=True,
+        role="reward",
+        derived=True,
+    ),  # fmt: skip
 )
 
 BY_COLUMN = {m.column: m for m in METRICS}

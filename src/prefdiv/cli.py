@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefdiv import errors, experiments, grid, sweep
+from prefdiv import errors, experiments, grid, plan, sweep
 from prefdiv.config import EXPERIMENT_KEYS
 from prefdiv.errors import UserError
 
@@ -190,15 +190,22 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
         default="reference/reference_results.csv",
         help="reference study's results, for the table of orderings (skipped if absent)",
     )
+    p.add_argument(
+        "--plan",
+        default="analysis.yaml",
+        help="the analysis plan: the claims' primary metrics, equivalence margins, α, seeds",
+    )
 
 
 @command("compare", "table + figures of every DVC experiment", _compare_arguments)
 def compare_command(args: argparse.Namespace) -> int:
-    from prefdiv import report  # matplotlib: loaded by the commands that report, not by `grid`
+    from prefdiv import reference, report  # matplotlib: loaded by the commands that report
 
     levels = grid.load_levels(args.grid)
+    analysis = plan.load(args.plan, [cid for cid, *_ in reference.CLAIMS])
     exps = experiments.show(args.rev)
-    path = report.compare(exps, args.out, levels, args.reference, experiments.prompt_tables(exps))
+    tables = experiments.prompt_tables(exps)
+    path = report.compare(exps, args.out, levels, args.reference, tables, analysis)
     print(f"wrote {path}")
     return 0
 

@@ -34,7 +34,7 @@ MIN_KEPT = 2
 
 # per-prompt column → metric name (all averaged over prompts, all with CIs and label splits); the
 # catalogue is the one list of them, shared with the reports
-HEADLINE = {m.column: m.key for m in catalogue.METRICS}
+HEADLINE = {m.column: m.key for m in catalogue.METRICS if not m.derived}
 
 
 @torch.no_grad()

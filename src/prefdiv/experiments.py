@@ -20,6 +20,7 @@ from prefdiv.errors import UserError
 
 EVAL = "metrics/eval.json"  # the evaluate stage's metrics (dvc.yaml)
 PROMPTS = "plots/eval_prompts.csv"  # its per-prompt values, committed with each experiment
+PAIRS = "metrics/pairs.json"  # the pairs stage's metrics: its seed's reward scale among them
 
 
 @dataclass(frozen=True)

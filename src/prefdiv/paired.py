@@ -14,6 +14,7 @@ from prefdiv import catalogue, reference, replicates, stats
 from prefdiv.catalogue import Metric
 from prefdiv.grid import Levels
 from prefdiv.markdown import head, row
+from prefdiv.plan import Plan
 from prefdiv.replicates import Replicates
 
 
@@ -83,52 +84,61 @@ def variance_table(runs: dict) -> str:
     return "\n".join(["## Variance components", "", intro, "", *top, *lines, ""])
 
 
-MARK = {"holds": "✓", "reversed": "✗", "inconclusive": "?", "missing": "—"}
+MARK = {"holds": "✓", "reversed": "✗", "inconclusive": "?", "too few seeds": "…", "missing": "—"}
 CLAIMS_INTRO = (
     "Each claim is split into pairwise parts A > B (A more diverse, or higher reward), each a"
-    " paired difference A − B with its 95 % interval, oriented so that > 0 = more diverse"
-    " (self-BLEU's sign flipped). A part holds when its interval lies above 0 and is reversed"
-    " when it lies below; A ≈ B holds when it lies within ±"
-    f"{reference.CLOSE:.0%} of |SFT − DPO| and is reversed when it lies wholly outside. A claim"
-    " holds when all its parts hold, is reversed when any part is reversed, else inconclusive."
-    " Counts: parts holding / reversed / inconclusive / missing (a method not run). Parts: ✓"
-    " holds, ✗ reversed, ? inconclusive, — missing."
+    " paired difference A − B over seeds, oriented so that > 0 = more diverse (self-BLEU's sign"
+    " flipped), with its 95 % t interval. A part is a two-sided t test over seeds; A ≈ B is"
+    " tested for equivalence (TOST) within the margin that `analysis.yaml` fixed in advance."
+    " The parts' p-values are Holm-corrected within the claim, each claim × metric cell's p"
+    " (holds: its largest part p; reversed: its smallest reversed part p) is Holm-corrected"
+    " across all cells, and a cell keeps its verdict only when that p < α; otherwise it is"
+    " inconclusive. A part needs ≥ `min_seeds` seeds of both methods, else 'too few seeds'."
+    " The primary metric of each claim (`analysis.yaml`) is the verdict to read;"
+    " docs/statistics.md gives the rules and why. Counts: parts holding / reversed /"
+    " inconclusive / too few seeds / missing (a method not run). Parts: ✓ holds, ✗ reversed,"
+    " ? inconclusive, … too few seeds, — missing; p: Holm-adjusted within the claim."
 )
 
 
-def claims_section(runs_by_method: dict) -> str:
-    """The reference study's claims: a verdict per claim and metric, then every part."""
-    rows = reference.claims(runs_by_method)
+def claims_section(runs_by_method: dict, plan: Plan) -> str:
+    """The reference study's claims: a verdict per claim and metric (the primary first), then
+    every part."""
+    rows = reference.claims(runs_by_method, plan)
     if not rows:
         return ""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     ids = list(dict.fromkeys(r["claim"] for r in rows))
-    lines = head(["claim", "statement", *metrics])
+    lines = head(["claim", "statement", "primary metric: verdict", *metrics])
     for cid in ids:
         mine = {r["metric"]: r for r in rows if r["claim"] == cid}
+        first = next(iter(mine.values()))
+        primary = next((r for r in mine.values() if r["primary"]), None)
+        lead = f"{primary['metric']}: {_verdict(primary)}" if primary else "—"
         cells = [_verdict(mine[m]) if m in mine else "" for m in metrics]
-        lines.append(row([cid, next(iter(mine.values()))["text"], *cells]))
+        lines.append(row([cid, first["text"], lead, *cells]))
     md = ["## Claims of the reference study", "", CLAIMS_INTRO, "", *lines, ""]
     for cid in ids:
         mine = [r for r in rows if r["claim"] == cid]
         md += [f"### Claim {cid}: parts", "", *head(["part", *[r["metric"] for r in mine]])]
-        for i, (a, rel, b, *_) in enumerate(mine[0]["parts"]):
+        for i, part in enumerate(mine[0]["parts"]):
             cells = [_part(r["parts"][i], catalogue.BY_KEY[r["key"]].decimals) for r in mine]
-            md.append(row([f"{a} {rel} {b}", *cells]))
+            md.append(row([f"{part.a} {part.rel} {part.b}", *cells]))
         md.append("")
     return "\n".join(md)
 
 
-def _part(part: tuple, decimals: int) -> str:
-    *_, d, verdict = part
-    return f"{_diff(d, decimals)} {MARK[verdict]}"
+def _part(part: reference.Part, decimals: int) -> str:
+    p = f" p={part.p_holm:.3f}" if np.isfinite(part.p_holm) else ""
+    return f"{_diff(part.estimate, decimals)} {MARK[part.verdict]}{p}"
 
 
-def _verdict(row: dict) -> str:
-    """`**holds** 3/0/1/0`: the verdict, then its parts holding / reversed / inconclusive /
-    missing."""
-    counts = [sum(v == k for *_, v in row["parts"]) for k in stats.VERDICTS]
-    return f"**{row['verdict']}** {'/'.join(map(str, counts))}"
+def _verdict(cell: dict) -> str:
+    """`**holds** (p=0.004) 3/0/1/0/0`: the verdict, its p corrected across cells, then its
+    parts holding / reversed / inconclusive / too few seeds / missing."""
+    counts = [sum(q.verdict == k for q in cell["parts"]) for k in stats.VERDICTS]
+    p = f" (p={cell['p_adjusted']:.3f})" if np.isfinite(cell["p_adjusted"]) else ""
+    return f"**{cell['verdict']}**{p} {'/'.join(map(str, counts))}"
 
 
 def rank_section(runs: dict) -> str:
@@ -161,7 +171,10 @@ def rank_section(runs: dict) -> str:
 
 
 def sections(
-    configs: dict[tuple, Replicates], prompts: dict[str, pd.DataFrame], levels: Levels
+    configs: dict[tuple, Replicates],
+    prompts: dict[str, pd.DataFrame],
+    levels: Levels,
+    plan: Plan,
 ) -> str:
     """Differences vs SFT and DPO, variance components, claims and ranks, per scale."""
     md = []
@@ -184,7 +197,7 @@ def sections(
             difference_table(runs, methods.get("SFT"), "SFT"),
             difference_table(runs, methods.get("DPO"), "DPO (β = 0.1)"),
             variance_table(runs),
-            claims_section(by_method),
+            claims_section(by_method, plan),
             rank_section(runs),
         ]
     return "\n".join(md)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import statistics
 
 
 def make_pairs(prompts: list[dict], min_margin: float) -> tuple[list[dict], dict]:
@@ -11,9 +12,12 @@ def make_pairs(prompts: list[dict], min_margin: float) -> tuple[list[dict], dict
 
     `prompts`: rows `{"prompt_id", "prompt", "label", "responses": [{"text", "reward"}, …]}`.
     Returns rows `{"prompt_id", "prompt", "chosen", "rejected", "chosen_reward",
-    "rejected_reward"}` and `{"n_prompts", "n_responses", "n_candidates", "n_ties", "n_pairs"}`,
-    where n_candidates = Σ C(k_i, 2) and n_pairs = n_candidates − n_ties. A tie
-    (|Δreward| < min_margin) carries no preference: it is dropped, not ordered arbitrarily.
+    "rejected_reward"}` and `{"n_prompts", "n_responses", "n_candidates", "n_ties", "n_pairs",
+    "reward_mean", "reward_sd"}`, where n_candidates = Σ C(k_i, 2) and n_pairs = n_candidates −
+    n_ties. A tie (|Δreward| < min_margin) carries no preference: it is dropped, not ordered
+    arbitrarily. `reward_mean` / `reward_sd` (sample SD) describe the rewards of all the SFT
+    policy's responses under this seed's reward model: the scale that `prefdiv compare`
+    standardises each seed's rewards by, since every seed trains its own reward model.
     """
     pairs, n_candidates, n_responses = [], 0, 0
     for row in prompts:
@@ -33,12 +37,15 @@ def make_pairs(prompts: list[dict], min_margin: float) -> tuple[list[dict], dict
                     "rejected_reward": rejected["reward"],
                 }
             )
+    rewards = [r["reward"] for row in prompts for r in row["responses"]]
     counts = {
         "n_prompts": len(prompts),
         "n_responses": n_responses,
         "n_candidates": n_candidates,
         "n_ties": n_candidates - len(pairs),
         "n_pairs": len(pairs),
+        "reward_mean": statistics.fmean(rewards) if rewards else float("nan"),
+        "reward_sd": statistics.stdev(rewards) if len(rewards) > 1 else float("nan"),
     }
     return pairs, counts
 

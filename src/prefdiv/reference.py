@@ -4,12 +4,14 @@
   configuration; :func:`points` places them in the grid's levels for the figures; :func:`ranked`
   sets our configurations beside its own, for the table of orderings.
 - :data:`CLAIMS`: its claims as pairwise parts between the methods of :data:`METHODS`;
-  :func:`claims` judges each on every claim metric of the catalogue (`stats.part_verdict`).
+  :func:`claims` judges each on every claim metric of the catalogue, by the analysis plan
+  (`plan.Plan`: primary metric, equivalence margins, α, seeds needed; `stats.part_test`).
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pandas as pd
 from prefdiv import catalogue, names, replicates, stats
 from prefdiv.grid import Levels
 from prefdiv.names import Replicate
+from prefdiv.plan import Plan
 from prefdiv.stats import Estimate
 
 # The reference study's configurations, by the names its claims use: (loss, β, options).
@@ -40,7 +43,6 @@ METHODS = {
 F_DIV = ("DPO", "JSD", "α=0.3", "α=0.5", "α=0.7", "FKL")  # reverse KL … forward KL
 CONSTANT = tuple(m for m in METHODS if m not in ("SFT", "DPO anneal", "IPO anneal"))
 TOP, LOW = ("DPO", "hinge", "JSD", "cDPO"), ("IPO 0.3", "IPO 0.5")
-CLOSE = 0.2  # "close": |A − B| within CLOSE·|SFT − DPO| (the effect the study is about)
 
 # (id, claim, "diversity" | "reward", parts): (A, ">", B) = A higher than B; (A, "≈", B) = close
 CLAIMS = (
@@ -100,16 +102,60 @@ def method_keys() -> dict[tuple, str]:
     return {names.config_key(*spec): name for name, spec in METHODS.items()}
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part A rel B of a claim on one metric: the paired difference A − B over seeds (None:
+    a method did not run), its two-sided p and Holm-adjusted p within the claim's parts, and
+    its verdict at the plan's α."""
+
+    a: str
+    rel: str
+    b: str
+    estimate: Estimate | None
+    p: float = float("nan")
+    p_holm: float = float("nan")
+    verdict: str = "missing"
+
+
+def _judge(parts: list[Part], margin: float, plan: Plan) -> tuple[list[Part], str, float]:
+    """The parts with their tests and Holm-adjusted p-values, and the cell's candidate verdict
+    with its p (`stats.cell_verdict`), before the correction across cells."""
+    ok = [
+        i for i, q in enumerate(parts)
+        if q.estimate is not None and q.estimate.n_seeds >= plan.min_seeds
+    ]  # fmt: skip
+    tests = [stats.part_test(parts[i].estimate, parts[i].rel, margin) for i in ok]
+    adjusted = stats.holm([p for p, _ in tests]) if tests else []
+    out = [replace(q, verdict="missing" if q.estimate is None else "too few seeds") for q in parts]
+    for i, (p, direction), p_holm in zip(ok, tests, adjusted, strict=True):
+        verdict = direction if p_holm < plan.alpha else "inconclusive"
+        out[i] = replace(parts[i], p=p, p_holm=float(p_holm), verdict=verdict)
+    if not ok:
+        untested = {q.verdict for q in out}
+        return out, "missing" if untested == {"missing"} else "too few seeds", 1.0
+    judged = [(tests[k][1], float(adjusted[k])) for k in range(len(ok))]
+    verdict, p = stats.cell_verdict(judged)
+    if verdict == "holds" and len(ok) < len(parts):  # a part that could not be tested
+        untested = {q.verdict for q in out} - {"holds", "reversed", "inconclusive"}
+        return out, "too few seeds" if "too few seeds" in untested else "inconclusive", 1.0
+    return out, verdict, p
+
+
 def claims(
-    runs: dict[str, dict[Replicate, pd.DataFrame]], *, n_boot: int = stats.N_BOOT
+    runs: dict[str, dict[Replicate, pd.DataFrame]], plan: Plan, *, n_boot: int = stats.N_BOOT
 ) -> list[dict]:
-    """Every claim on every metric it is judged on, with its parts.
+    """Every claim on every metric it is judged on, with its parts (docs/statistics.md).
 
     `runs`: per claim method name (`METHODS`) its per-prompt tables (index prompt_id) by
     replicate. Diversity claims are judged on each `catalogue.DIVERSITY` column present
-    (differences oriented so that > 0 = more diverse), claim 5 on reward. Returns rows {claim,
-    text, column, key (metrics/eval.json name), metric (header), verdict, parts: [(A, rel, B,
-    Estimate | None, verdict)]}.
+    (differences oriented so that > 0 = more diverse), claim 5 on the reward metrics. Each part
+    is a two-sided t test over seeds (TOST against `plan.margins` for "≈"), Holm-corrected
+    within the claim's parts; each claim × metric cell's p (`stats.cell_verdict`) is then
+    Holm-corrected across all cells, and a cell keeps its verdict only if that p < α.
+
+    Returns rows {claim, text, column, key, metric (header), primary (the plan's metric of the
+    claim), verdict, candidate (before the correction across cells), p, p_adjusted, parts:
+    [Part]}.
     """
     cache: dict[tuple, Estimate | None] = {}
 
@@ -127,17 +173,22 @@ def claims(
         for m in metrics:
             if not any(replicates.column(r, m.column) for r in runs.values()):
                 continue  # metric absent from every run (e.g. entropy_fair before it existed)
-            ref = diff("SFT", "DPO", m.column, m.sign)
-            margin = CLOSE * abs(ref.mean) if ref is not None else float("nan")
-            judged = []
-            for a, rel, b in parts:
-                d = diff(a, b, m.column, m.sign)
-                judged.append((a, rel, b, d, stats.part_verdict(d, rel, margin)))
-            verdict = stats.claim_verdict([v for *_, v in judged])
-            row = dict(
-                claim=cid, text=text, column=m.column, key=m.key, metric=m.header, verdict=verdict
-            )
-            rows.append({**row, "parts": judged})
+            margin = plan.margins.get(m.column, float("nan"))
+            found = [Part(a, rel, b, diff(a, b, m.column, m.sign)) for a, rel, b in parts]
+            judged, candidate, p = _judge(found, margin, plan)
+            primary = plan.primary.get(cid) == m.column
+            row = dict(claim=cid, text=text, column=m.column, key=m.key, metric=m.header)
+            rows.append(row | dict(primary=primary, candidate=candidate, p=p, parts=judged))
+    decided = [r for r in rows if r["candidate"] in ("holds", "reversed")]
+    for r, p_adj in zip(decided, stats.holm([r["p"] for r in decided]), strict=True):
+        r["p_adjusted"] = float(p_adj)
+    for r in rows:
+        r.setdefault("p_adjusted", float("nan"))
+        decisive = r["candidate"] in ("holds", "reversed")
+        r["verdict"] = (
+            r["candidate"] if not decisive else r["candidate"] if r["p_adjusted"] < plan.alpha
+            else "inconclusive"
+        )  # fmt: skip
     return rows
 
 

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from prefdiv import names, stats
-from prefdiv.experiments import Experiment
+from prefdiv.experiments import EVAL, PAIRS, Experiment
 from prefdiv.grid import Levels
 from prefdiv.names import Replicate
 
@@ -184,6 +184,35 @@ def prompt_tables(
         if runs:
             out[c.label] = runs
     return out
+
+
+def standardise(
+    exps: dict[str, Experiment], tables: dict[str, pd.DataFrame] | None = None
+) -> tuple[dict[str, Experiment], dict[str, pd.DataFrame] | None]:
+    """`exps` and their per-prompt `tables` with the reward also standardised within its seed:
+    z = (r − μ_s) / σ_s, μ_s and σ_s the mean and SD of the rewards of the SFT policy's samples
+    under seed s's own reward model (`metrics/pairs.json` of the experiment, written by the
+    `pairs` stage). Every seed trains its own reward model, on its own logit scale; averaging raw
+    logits across seeds would weight the seeds by their models' scales. The metric
+    `reward/standardised` (interval and label splits transformed alike) and the column
+    `reward_z`; experiments without the scale (older runs) are left as they are."""
+    out_exps, out_tables = {}, None if tables is None else dict(tables)
+    for name, e in exps.items():
+        scale = e.metrics.get(PAIRS, {})
+        mu, sd = scale.get("reward_mean"), scale.get("reward_sd")
+        if not e.usable or mu is None or not (sd or 0) > 0 or "reward/mean" not in e.eval:
+            out_exps[name] = e
+            continue
+        ev = dict(e.eval)
+        for suffix in ("", "_ci_low", "_ci_high", "_negative", "_positive"):
+            if f"reward/mean{suffix}" in ev:
+                ev[f"reward/standardised{suffix}"] = (ev[f"reward/mean{suffix}"] - mu) / sd
+        out_exps[name] = replace(e, metrics={**e.metrics, EVAL: ev})
+        if out_tables is not None and name in out_tables:
+            t = out_tables[name]
+            if "reward_mean" in t.columns:
+                out_tables[name] = t.assign(reward_z=(t["reward_mean"] - mu) / sd)
+    return out_exps, out_tables
 
 
 def column(runs: dict[Replicate, pd.DataFrame] | None, col: str) -> dict[Replicate, pd.Series]:

@@ -24,6 +24,7 @@ from prefdiv.experiments import EVAL, PROMPTS, Experiment
 from prefdiv.grid import Levels
 from prefdiv.markdown import cell, head, row
 from prefdiv.names import Replicate
+from prefdiv.plan import Plan
 from prefdiv.replicates import Pooled, Replicates, level_order
 
 
@@ -170,6 +171,7 @@ def compare(
     levels: Levels,
     reference_csv: str | Path | None = None,
     prompts: dict[str, pd.DataFrame] | None = None,
+    analysis: Plan | None = None,
 ) -> Path:
     """Write `compare.md` and its figures into `out_dir` (`prefdiv compare`); return the Markdown
     path.
@@ -177,10 +179,13 @@ def compare(
     Replicates are grouped by configuration, and configurations by their level in `levels`
     (`grid.load_levels` of the grid file). With `reference_csv` (the reference study's results),
     add the table of method orderings; with `prompts` (experiment name → its per-prompt table),
-    the paired differences, claims, rank probabilities and Spearman intervals.
+    the paired differences, claims (judged by `analysis`, the plan of `analysis.yaml`; the
+    defaults of `plan.Plan` without), rank probabilities and Spearman intervals. Rewards are also
+    standardised within each seed (`replicates.standardise`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    exps, prompts = replicates.standardise(exps, prompts)
     r = results(exps, levels)
     found = reference_csv and Path(reference_csv).exists()
     ref = reference.read(reference_csv) if found else None
@@ -211,7 +216,7 @@ def compare(
     else:
         if no_table := ", ".join(sorted(set(r.usable) - set(prompts))):
             md.append(f"Without `{PROMPTS}` (left out of the paired statistics): {no_table}\n")
-        md.append(paired.sections(r.configs, prompts, levels))
+        md.append(paired.sections(r.configs, prompts, levels, analysis or Plan()))
     if ref:
         md.append(
             orderings(r.pooled, ref, replicates.prompt_tables(r.configs, prompts or {}, levels))
@@ -229,7 +234,7 @@ def table(configs: dict[str, dict], exps: dict[str, Experiment]) -> str:
     replicates grouped: reward and entropy as the mean over replicates with the seed-aware 95 %
     CI (:func:`cell`, as `prefdiv compare`), seeds, tokens. Below it, a line per configuration
     missing replicates."""
-    r = results(exps)
+    r = results(replicates.standardise(exps)[0])
     found: dict[tuple, list[tuple[str, Pooled]]] = {}
     for key, c in r.configs.items():
         found.setdefault(key[1:], []).append((key[0], r.pooled[c.label]))

@@ -8,16 +8,15 @@ prompts p of its seed: y[s, t, p]; replicates of one seed share their prompts, s
 are compared prompt by prompt within a seed.
 
 - `estimate`: mean over replicates with a 95 % interval that carries seed variance: the
-  t interval on the S seed means (S − 1 degrees of freedom), chosen by `simulate_coverage`
+  t interval on the S seed means (S − 1 degrees of freedom), chosen by `coverage.simulate`
   (docs/statistics.md); one run: its prompts-only bootstrap interval.
 - `paired_difference`: A − B per prompt within each seed, the same interval over seeds, and
   how many seeds agree in sign.
 - `bootstrap_means`, `rank_probabilities`, `spearman_interval`: two-level bootstrap (seeds,
   then prompts within each drawn seed, paired across methods).
 - `variance_components`: upstream seed, train seed within seed, residual.
-- `part_verdict`, `claim_verdict`: the decision rules a claim's parts are judged by
-  (`prefdiv.reference` holds the claims themselves).
-- `simulate_coverage`, `coverage_table`: the simulation behind the choice of interval.
+- `part_test`, `holm`, `cell_verdict`: the tests and multiplicity rules a claim's parts are
+  judged by (docs/statistics.md; `prefdiv.reference` holds the claims themselves).
 """
 
 from __future__ import annotations
@@ -285,100 +284,67 @@ def variance_components(tables: dict[Rep, pd.Series]) -> dict[str, float] | None
 
 # --- verdicts ----------------------------------------------------------------------------------
 
-VERDICTS = ("holds", "reversed", "inconclusive", "missing")
+VERDICTS = ("holds", "reversed", "inconclusive", "too few seeds", "missing")
 
 
-def part_verdict(d: Estimate | None, rel: str, margin: float = float("nan")) -> str:
-    """holds / reversed / inconclusive at 95 %; `missing` if a method did not run.
+def _se(d: Estimate) -> float:
+    return d.sd / np.sqrt(len(d.units))
 
-    ">": holds if the interval of A − B lies above 0, reversed if below. "≈": holds if it lies
-    inside (−margin, margin), reversed if it lies wholly outside, on either side.
+
+def one_sided_p(d: Estimate, bound: float, side: str) -> float:
+    """p of the t test (df = S − 1 over the per-seed units) of H0: δ ≤ bound (`side` ">": the
+    evidence is for δ > bound) or H0: δ ≥ bound (`side` "<")."""
+    se = _se(d)
+    if not se > 0:  # every seed the same: the data decide exactly, or not at all
+        beyond = d.mean > bound if side == ">" else d.mean < bound
+        return 0.0 if beyond else 1.0
+    t = (d.mean - bound) / se
+    df = len(d.units) - 1
+    return float(st.t.sf(t, df) if side == ">" else st.t.cdf(t, df))
+
+
+def part_test(d: Estimate, rel: str, margin: float = float("nan")) -> tuple[float, str]:
+    """(p, direction) of one part of a claim, as a two-sided test: p = 2·min of its two
+    one-sided p-values (capped at 1), direction the side with the smaller one.
+
+    ">" (A − B > 0): "holds" is δ > 0, "reversed" δ < 0, so p is the ordinary two-sided t test.
+    "≈" (|A − B| < margin): "holds" is equivalence, shown by TOST (Schuirmann 1987: both
+    H0: δ ≤ −margin and H0: δ ≥ +margin rejected, p = max of the two); "reversed" is δ beyond
+    the margin on the side of the estimate. The factor 2 treats the two directions as a
+    two-sided test, so equivalence is shown when the 95 % interval (not the 90 % of a lone
+    TOST) lies inside ±margin.
     """
-    if d is None:
-        return "missing"
     if rel == ">":
-        return "holds" if d.low > 0 else "reversed" if d.high < 0 else "inconclusive"
-    if d.low > -margin and d.high < margin:
-        return "holds"
-    return "reversed" if d.low > margin or d.high < -margin else "inconclusive"
-
-
-def claim_verdict(parts: list[str]) -> str:
-    """holds if every part holds; reversed if any part is reversed; missing if no part could
-    be judged (methods not run); else inconclusive."""
-    if parts and all(v == "holds" for v in parts):
-        return "holds"
-    if "reversed" in parts:
-        return "reversed"
-    return "missing" if all(v == "missing" for v in parts) else "inconclusive"
-
-
-# --- the simulation behind the choice of interval (docs/statistics.md) ---------------------------
-
-
-def _interval(method: str, y: np.ndarray, rng: np.random.Generator, n_boot: int):
-    """95 % interval of the mean from (S seeds × P prompts) data `y`, by `method`."""
-    if method == "t":
-        return t_interval(y.mean(axis=1))[1:]
-    if method == "two-level":
-        boot = bootstrap_means([row[None, :] for row in y], n_boot, rng)[:, 0]
-    elif method == "seeds":  # percentile cluster bootstrap: seeds resampled, prompts kept
-        m = y.mean(axis=1)
-        boot = m[rng.integers(len(m), size=(n_boot, len(m)))].mean(axis=1)
-    elif method == "prompts":  # seeds ignored: all S·P values as independent prompts
-        flat = y.ravel()
-        boot = flat[rng.integers(flat.size, size=(n_boot, flat.size))].mean(axis=1)
+        up, down = one_sided_p(d, 0.0, ">"), one_sided_p(d, 0.0, "<")
+        p, direction = (up, "holds") if up <= down else (down, "reversed")
     else:
-        raise ValueError(f"unknown interval method {method!r}")
-    return tuple(np.percentile(boot, [2.5, 97.5]))
+        tost = max(one_sided_p(d, -margin, ">"), one_sided_p(d, margin, "<"))
+        far = one_sided_p(d, margin, ">") if d.mean >= 0 else one_sided_p(d, -margin, "<")
+        p, direction = (tost, "holds") if tost <= far else (far, "reversed")
+    return min(1.0, 2.0 * p), direction
 
 
-def simulate_coverage(
-    method: str,
-    n_seeds: int,
-    *,
-    sd_seed: float,
-    sd_prompt: float = 1.0,
-    n_prompts: int = 100,
-    effects: str = "normal",
-    reps: int = 400,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """(coverage, mean width) of `method`'s 95 % interval for the true mean 0 over `reps`
-    simulated studies y[s, p] = a_s + e[s, p], e ~ N(0, sd_prompt²), a_s ~ N(0, sd_seed²)
-    (`effects="t3"`: Student t with 3 df scaled to SD sd_seed, heavy-tailed seed effects)."""
-    rng = np.random.default_rng(seed)
-    hits, widths = 0, []
-    for _ in range(reps):
-        if effects == "t3":
-            a = sd_seed * rng.standard_t(3, size=n_seeds) / np.sqrt(3.0)
-        else:
-            a = sd_seed * rng.standard_normal(n_seeds)
-        y = a[:, None] + sd_prompt * rng.standard_normal((n_seeds, n_prompts))
-        lo, hi = _interval(method, y, rng, n_boot)
-        hits += bool(lo <= 0.0 <= hi)
-        widths.append(hi - lo)
-    return hits / reps, float(np.mean(widths))
+def holm(p) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values: family-wise error ≤ α under any dependence
+    (the parts of a claim share methods and seeds, so no independence is assumed)."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (len(p) - np.arange(len(p)))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
 
 
-def coverage_table(*, reps: int = 1000, n_prompts: int = 100, seed: int = 0) -> str:
-    """Markdown: coverage (mean width) of each interval method, S = 3, 5, 10 seeds, seed SD
-    0, 1 and 3 times the prompt standard error of a seed mean (sd_prompt = 1)."""
-    methods = ("t", "two-level", "seeds", "prompts")
-    se = 1.0 / np.sqrt(n_prompts)
-    lines = [
-        "| seed effects | seed SD / prompt SE | S | " + " | ".join(methods) + " |",
-        "|---|---|---|" + "---|" * len(methods),
-    ]
-    for effects, ratio in (("normal", 0), ("normal", 1), ("normal", 3), ("t3", 3)):
-        for n_seeds in (3, 5, 10):
-            cells = []
-            for m in methods:
-                cov, width = simulate_coverage(
-                    m, n_seeds, sd_seed=ratio * se, n_prompts=n_prompts, effects=effects,
-                    reps=reps, seed=seed,
-                )  # fmt: skip
-                cells.append(f"{cov:.3f} ({width:.3f})")
-            lines.append(f"| {effects} | {ratio} | {n_seeds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def cell_verdict(parts: list[tuple[str, float]]) -> tuple[str, float]:
+    """(verdict, p) of a claim on one metric from its parts' (direction, Holm-adjusted p).
+
+    holds when every part holds: p = the largest part p (an intersection–union test: each part
+    must be shown, and then no further correction is needed for their conjunction); reversed
+    when some part is reversed: p = the smallest p among those; inconclusive otherwise (p = 1).
+    The verdict is final only once p survives the correction across cells (`holm`)."""
+    if not parts:
+        return "missing", 1.0
+    reversed_p = [p for direction, p in parts if direction == "reversed"]
+    if reversed_p:
+        return "reversed", min(reversed_p)
+    return "holds", max(p for _, p in parts)
