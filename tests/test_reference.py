@@ -109,5 +109,6 @@ def test_the_catalogue_is_what_the_evaluation_writes():
     assert [m.column for m in catalogue.REWARD] == ["reward_z"]
     signs = {m.column: m.sign for m in catalogue.DIVERSITY}
     assert signs == {
-        "entropy": 1, "entropy_fair": 1, "distinct_2": 1, "self_bleu": -1, "embedding": 1,
+        "entropy": 1, "entropy_fair": 1, "distinct_2": 1, "ead": 1, "self_bleu": -1,
+        "embedding": 1,
     }  # fmt: skip

@@ -46,7 +46,7 @@ METRICS = (
     Metric("distinct_1", "diversity/distinct_1", "distinct-1"),
     Metric("distinct_2", "diversity/distinct_2", "distinct-2", paired=True, role="diversity"),
     Metric("distinct_3", "diversity/distinct_3", "distinct-3"),
-    Metric("ead", "diversity/ead", "EAD"),
+    Metric("ead", "diversity/ead", "EAD", paired=True, role="diversity"),
     Metric(
         "self_bleu",
         "diversity/self_bleu4",
