@@ -24,6 +24,7 @@ ANALYSIS = (
     "sweep",
     "stats",
     "coverage",
+    "frontiers",
     "plan",
     "replicates",
     "reference",
