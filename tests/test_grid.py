@@ -155,3 +155,56 @@ def test_the_study_grid_keeps_its_names_and_three_levels():
     assert levels.titles == {1: "SFT, SLiC-HF, DPO", 2: "f-DPO", 3: "IPO, cDPO, β anneal"}
     assert len(levels.configs) == 14
     assert all(name.startswith(f"l{lvl}-") for name, lvl in levels.configs.items())
+
+
+FRONTIER = DEFAULTS + (
+    "levels:\n  1: {title: classics, experiments: {l1-sft: {loss: sft}, l1-dpo: {loss: sigmoid}}}\n"
+    "frontier:\n"
+    "  betas: [0.03, 0.1, 0.3, 1.0, 3.0]\n"
+    "  experiments:\n"
+    "    sigmoid: {loss: sigmoid}\n"
+    "    ipo: {loss: ipo, betas: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}\n"
+    "    alpha-03: {loss: alpha, alpha: 0.3}\n"
+)
+
+
+def test_the_frontier_sweeps_beta_per_loss_and_skips_what_the_levels_run(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(FRONTIER)
+    found = grid.load_frontier(path)
+    assert list(found)[:5] == [f"fr-sigmoid-b{b}" for b in ("0.03", "0.1", "0.3", "1", "3")]
+    assert len(found) == 5 + 6 + 5
+    assert found["fr-ipo-b0.01"] == {
+        "beta": 0.01, "beta_end": None, "label_smoothing": 0.0, "alpha": 0.5, "loss": "ipo",
+    }  # fmt: skip
+    assert found["fr-alpha-03-b3"]["alpha"] == 0.3
+    whole = sweep.with_frontier(grid.load_grid(path), found)
+    assert "fr-sigmoid-b0.1" not in whole and "l1-dpo" in whole  # one configuration, run once
+    assert len(whole) == 2 + len(found) - 1
+    names_ = [c[5] for c in sweep.queue_commands(whole, seeds=[0, 1])]
+    assert "fr-ipo-b0.01-s1" in names_ and len(names_) == 2 * len(whole)
+    assert grid.load_frontier(ROOT / "grid.yaml") or True  # the study's file parses
+
+
+@pytest.mark.parametrize(
+    "block, must_say",
+    [
+        ("frontier:\n  betas: [0.1, 0.3]\n  experiments: {s: {loss: sigmoid}}\n", "≥ 5 increasing"),
+        ("frontier:\n  betas: [1, 0.3, 0.1, 0.03, 0.01]\n  experiments: {s: {loss: ipo}}\n", "≥ 5"),
+        (
+            "frontier:\n  betas: [0.01, 0.03, 0.1, 0.3, 1]\n"
+            "  experiments: {s: {loss: ipo, beta: 1}}\n",
+            "frontier.experiments.s: beta is swept",
+        ),
+        (
+            "frontier:\n  betas: [0.01, 0.03, 0.1, 0.3, 1]\n  experiments: {s: {loss: sft}}\n",
+            "sft has no β",
+        ),
+        ("frontier: [0.1]\n", "frontier: expected {betas"),
+    ],
+)
+def test_a_bad_frontier_is_one_user_error(tmp_path, block, must_say):
+    path = tmp_path / "grid.yaml"
+    path.write_text(DEFAULTS + "experiments: {a: {loss: sft}}\n" + block)
+    with pytest.raises(UserError, match=must_say):
+        grid.load_frontier(path)

@@ -15,6 +15,7 @@ from prefdiv import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY = [
+    "analysis.yaml",
     "dvc.yaml",
     "grid.yaml",
     "params.yaml",

@@ -1,7 +1,7 @@
 """`prefdiv` command line: run the experiment grid with DVC's queue, tabulate its results.
 
     prefdiv grid    [--grid grid.yaml] [--seeds 0,1,2] [--train-seeds 0] [--jobs 1 | --gpus 0,1]
-                    [--set scale=paper] [--queue-only] [--retry-failed]
+                    [--set scale=paper] [--queue-only] [--retry-failed] [--frontier]
                                     queue every configuration once per seed, run them, report
                                     failures with their logs' tails; --retry-failed re-runs
                                     only those that did not succeed
@@ -122,6 +122,12 @@ def _grid_arguments(p: argparse.ArgumentParser) -> None:
         help="queue the experiments, start no worker (one worker per GPU, see README)",
     )
     p.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also the grid file's β frontier (every loss at each of its β; a configuration the "
+        "levels already run is not run twice)",
+    )
+    p.add_argument(
         "--retry-failed",
         action="store_true",
         help="queue only the grid's experiments that did not succeed (failed, missing, or "
@@ -140,6 +146,7 @@ def grid_command(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         train_seeds=args.train_seeds,
         retry_failed=args.retry_failed,
+        frontier=args.frontier,
     )
 
 
@@ -202,8 +209,8 @@ def compare_command(args: argparse.Namespace) -> int:
     from prefdiv import reference, report  # matplotlib: loaded by the commands that report
 
     levels = grid.load_levels(args.grid)
-    analysis = plan.load(args.plan, [cid for cid, *_ in reference.CLAIMS])
     exps = experiments.show(args.rev)
+    analysis = plan.load(args.plan, [cid for cid, *_ in reference.CLAIMS])
     tables = experiments.prompt_tables(exps)
     path = report.compare(exps, args.out, levels, args.reference, tables, analysis)
     print(f"wrote {path}")

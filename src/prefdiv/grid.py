@@ -7,7 +7,9 @@ compare` (:class:`Levels`); :func:`load_grid` gives the settings alone, which is
 :func:`replicates` expands it into the named experiments of a study, every configuration once per
 seed (and train seed), `<configuration>-s<seed>[-t<train_seed>]` (`names.replicate_name`).
 
-This module only reads the file; running it on DVC's queue is `prefdiv.sweep`'s job.
+An optional `frontier:` sweeps β per loss (:func:`load_frontier`), for the comparisons at matched
+KL and matched reward (`prefdiv.frontiers`). This module only reads the file; running it on
+DVC's queue is `prefdiv.sweep`'s job.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from prefdiv import names
 from prefdiv.config import EXPERIMENT_KEYS as KEYS
 from prefdiv.errors import UserError
 
-SECTIONS = ("seeds", "defaults", "levels", "experiments")  # the keys of a grid file
+SECTIONS = ("seeds", "defaults", "levels", "experiments", "frontier")  # the keys of a grid file
 LEVEL_KEYS = ("title", "experiments")  # the keys of one level
+FRONTIER_KEYS = ("betas", "experiments")  # the keys of the frontier
+MIN_BETAS = 5  # β values a frontier needs per loss (a curve through fewer says little)
 SEED_KEYS = ("seed", "train_seed")  # set per replicate, never in the grid file
 SETTINGS = tuple(k for k in KEYS if k not in SEED_KEYS)  # what a configuration sets
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a DVC experiment name (a git ref part)
@@ -182,6 +186,65 @@ def load_grid(path: str | Path) -> dict[str, dict]:
 def load_levels(path: str | Path) -> Levels:
     """The grid file's method levels (:class:`Levels`)."""
     return _load(path)[1]
+
+
+def _betas(path, where: str, betas) -> list[float]:
+    if (
+        not isinstance(betas, list)
+        or len(betas) < MIN_BETAS
+        or any(isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 for b in betas)
+        or sorted(set(betas)) != betas
+    ):
+        raise UserError(
+            f"{path}: {where}: expected ≥ {MIN_BETAS} increasing β values > 0, log-spaced, "
+            "e.g. [0.03, 0.1, 0.3, 1.0, 3.0]"
+        )
+    return [float(b) for b in betas]
+
+
+def beta_name(family: str, beta: float) -> str:
+    """`fr-<family>-b<β>`: a frontier configuration's name (`fr-sigmoid-b0.3`)."""
+    return f"fr-{family}-b{beta:g}"
+
+
+def load_frontier(path: str | Path) -> dict[str, dict]:
+    """The grid file's β frontier: configuration name (:func:`beta_name`) → settings, every
+    loss of `frontier.experiments` once per β of its own `betas` or the frontier's (constant β:
+    a frontier entry sets neither `beta` nor `beta_end`). {} when the file has no frontier.
+
+    `frontier: {betas: [...], experiments: {<family>: {loss: …, [alpha | label_smoothing],
+    [betas: [...]]}}}`; the defaults of the file fill the other keys.
+    """
+    spec = _read(path)
+    block = spec.get("frontier")
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or any(k not in FRONTIER_KEYS for k in block):
+        raise UserError(f"{path}: frontier: expected {{betas: [...], experiments: {{...}}}}")
+    default_betas = block.get("betas")
+    defaults = _settings(path, "defaults", spec.get("defaults") or {})
+    out: dict[str, dict] = {}
+    taken = set(load_grid(path)) if spec.get("levels") or spec.get("experiments") else set()
+    for family, raw in _named(path, "frontier.experiments", block.get("experiments")).items():
+        where = f"frontier.experiments.{family}"
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: {where}: expected a mapping of experiment keys")
+        raw = dict(raw)
+        betas = _betas(path, f"{where}.betas" if "betas" in raw else "frontier.betas",
+                       raw.pop("betas", default_betas))  # fmt: skip
+        if swept := [k for k in ("beta", "beta_end") if k in raw]:
+            raise UserError(f"{path}: {where}: {swept[0]} is swept by the frontier's betas")
+        settings = {**defaults, **_settings(path, where, raw), "beta_end": None}
+        if settings.get("loss") == "sft":
+            raise UserError(f"{path}: {where}: sft has no β; it is the frontier's KL = 0 point")
+        for beta in betas:
+            name = beta_name(family, beta)
+            if name in taken or name in out:
+                raise UserError(f"{path}: {where}: {name} is also a configuration's name")
+            out[name] = {**settings, "beta": beta}
+            if missing := [k for k in SETTINGS if k not in out[name]]:
+                raise UserError(f"{path}: {where}: no {', '.join(missing)} (set it or defaults:)")
+    return out
 
 
 def check_seeds(values) -> list[int]:

@@ -24,7 +24,7 @@ import time
 from prefdiv import experiments, grid
 from prefdiv.config import EXPERIMENT_KEYS as KEYS
 from prefdiv.errors import UserError
-from prefdiv.names import split_name
+from prefdiv.names import settings_key, split_name
 
 LOG_LINES = 5  # of each failed experiment's queue log, in the failure report
 BUSY = ("Queued", "Running")
@@ -56,6 +56,15 @@ def queue_commands(
     """One :func:`queue_command` per replicate (:func:`grid.replicates`), in queue order."""
     wanted = grid.replicates(configs, seeds, train_seeds)
     return [queue_command(n, s, extra) for n, s in wanted.items()]
+
+
+def with_frontier(configs: dict[str, dict], frontier: dict[str, dict]) -> dict[str, dict]:
+    """The level configurations, then every frontier configuration that is not one of them
+    under another name (`names.settings_key`: `fr-sigmoid-b0.1` is `l1-sigmoid`), so that the
+    whole study runs each configuration once per seed and the analysis finds the frontier's
+    β = 0.1 points in the levels' runs."""
+    have = {settings_key(s) for s in configs.values()}
+    return configs | {n: s for n, s in frontier.items() if settings_key(s) not in have}
 
 
 # --- DVC's queue ---------------------------------------------------------------------------
@@ -230,6 +239,7 @@ def run_grid(
     seeds: list[int] | None = None,
     train_seeds: list[int] = (0,),
     retry_failed: bool = False,
+    frontier: bool = False,
 ) -> int:
     """Queue every configuration of the grid once per seed (default: the grid file's `seeds`)
     and train seed, run them (`jobs` workers, or one per GPU), report failures with their logs'
@@ -237,8 +247,11 @@ def run_grid(
 
     `retry_failed`: queue only the replicates that did not succeed (:func:`unfinished`); the
     others are neither removed nor re-run. With none to retry, say so and return 0.
+    `frontier`: the grid's β frontier too (:func:`with_frontier`).
     """
     configs = grid.load_grid(grid_path)
+    if frontier:
+        configs = with_frontier(configs, grid.load_frontier(grid_path))
     seeds = grid.grid_seeds(grid_path) if seeds is None else seeds
     wanted = grid.replicates(configs, seeds, train_seeds)
     names = list(wanted)
