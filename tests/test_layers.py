@@ -31,6 +31,7 @@ ANALYSIS = (
     "figures",
     "markdown",
     "paired",
+    "matched",
     "report",
     "cli",
 )

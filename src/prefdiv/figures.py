@@ -24,7 +24,7 @@ matplotlib.use("Agg")  # files only; no display on CI machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from prefdiv import reference  # noqa: E402
+from prefdiv import frontiers, reference  # noqa: E402
 from prefdiv.grid import Levels  # noqa: E402
 from prefdiv.replicates import Pooled  # noqa: E402
 
@@ -147,3 +147,63 @@ def reward_kl_figure(exps: dict[str, Pooled], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+FRONTIER_ROWS = 2  # reward vs KL, diversity vs KL
+
+
+def frontier_figure(
+    series: dict[int | None, list[tuple[str, list[frontiers.Points]]]],
+    path: Path,
+    levels: Levels,
+    ylabels: tuple[str, str],
+) -> bool:
+    """Reward vs KL (top) and diversity vs KL (bottom), one column per level of the grid.
+
+    `series`: level → [(loss label, [its reward points, its diversity points])], each
+    `frontiers.Points` (seed → (KL, y) over β, SFT at KL 0). Per loss its mean curve over seeds
+    with the seed band (`frontiers.band`: t interval over the seeds reaching each KL), its runs
+    as faint points. False (and no file) when there is nothing to draw.
+    """
+    drawn = {lvl: s for lvl, s in series.items() if any(any(p) for _, p in s)}
+    if not drawn:
+        return False
+    order = sorted(drawn, key=lambda lvl: (lvl is None, lvl or 0))
+    fig, axes = plt.subplots(
+        FRONTIER_ROWS, len(order), figsize=(5 * len(order), 8), sharex=True, sharey="row",
+        squeeze=False,
+    )  # fmt: skip
+    for col, lvl in enumerate(order):
+        for r in range(FRONTIER_ROWS):
+            ax = axes[r][col]
+            for i, (label, per_row) in enumerate(drawn[lvl]):
+                pts = per_row[r]
+                curves = frontiers.curves(pts)
+                if not curves:
+                    continue
+                color = f"C{i}"
+                for x_s, y_s in pts.values():
+                    ax.scatter(x_s, y_s, s=8, alpha=0.3, color=color)
+                lo = min(c.span[0] for c in curves.values())
+                hi = max(c.span[1] for c in curves.values())
+                xs = np.linspace(lo, hi, 60)
+                mean, low, high = frontiers.band(curves, xs)
+                ax.plot(xs, mean, color=color, label=label)
+                ax.fill_between(xs, low, high, color=color, alpha=0.15)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(ylabels[r])
+            if r == 0:
+                title = f"level {lvl}: {levels.titles.get(lvl, '')}" if lvl else NO_LEVEL
+                ax.set_title(title)
+                ax.legend(fontsize=7)
+            else:
+                ax.set_xlabel("KL(π‖π_ref), nats per response")
+    fig.suptitle(
+        "β frontiers: mean over seeds of each loss's isotonic curve, 95 % t band over seeds;"
+        " faint: runs (one per β and seed; SFT at KL 0)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -122,6 +122,18 @@ def matched(a: dict[int, Curve], b: dict[int, Curve], at: list[float]) -> list[M
     return out
 
 
+def band(curves: dict[int, Curve], xs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high) over seeds of the curves at each x of `xs`: the t interval over the
+    seeds whose curve reaches x, NaN where fewer than two do (a figure's line and seed band)."""
+    mean, low, high = (np.full(len(xs), np.nan) for _ in range(3))
+    for i, x in enumerate(xs):
+        ys = [c.at(x) for c in curves.values()]
+        ys = [y for y in ys if np.isfinite(y)]
+        if len(ys) >= 2:
+            mean[i], low[i], high[i] = stats.t_interval(ys)
+    return mean, low, high
+
+
 def pareto(x, y, *, minimise_x: bool = True, maximise_y: bool = True) -> np.ndarray:
     """Indices of the non-dominated points, by x: none other is at least as good in both
     coordinates and better in one (reward–KL: low KL, high reward)."""

@@ -18,7 +18,7 @@ from prefdiv.plan import Plan
 from prefdiv.replicates import Replicates
 
 
-def _diff(d: stats.Estimate | None, decimals: int) -> str:
+def fmt_difference(d: stats.Estimate | None, decimals: int) -> str:
     """`+Δ [low, high] k/S`: k of S seeds agree in sign with Δ."""
     if d is None:
         return "—"
@@ -47,7 +47,7 @@ def difference_table(runs: dict, baseline: str | None, what: str) -> str:
         if name == baseline:
             continue
         cells = [
-            _diff(
+            fmt_difference(
                 stats.paired_difference(
                     replicates.column(r, m.column), replicates.column(base, m.column)
                 ),
@@ -101,22 +101,31 @@ CLAIMS_INTRO = (
 )
 
 
-def claims_section(runs_by_method: dict, plan: Plan) -> str:
-    """The reference study's claims: a verdict per claim and metric (the primary first), then
-    every part."""
+def claims_section(
+    runs_by_method: dict, plan: Plan, views: dict[str, list[dict]] | None = None
+) -> str:
+    """The reference study's claims: a verdict per claim and metric (the primary first, and, with
+    `views` (view → its judged claims, `matched.views`), the primary verdict at matched KL and
+    at matched reward beside it), then every part."""
     rows = reference.claims(runs_by_method, plan)
     if not rows:
         return ""
+    views = views or {}
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     ids = list(dict.fromkeys(r["claim"] for r in rows))
-    lines = head(["claim", "statement", "primary metric: verdict", *metrics])
+    matched = [f"at matched {v}" for v in views]
+    lines = head(["claim", "statement", "primary metric: at β = 0.1", *matched, *metrics])
     for cid in ids:
         mine = {r["metric"]: r for r in rows if r["claim"] == cid}
         first = next(iter(mine.values()))
         primary = next((r for r in mine.values() if r["primary"]), None)
-        lead = f"{primary['metric']}: {_verdict(primary)}" if primary else "—"
-        cells = [_verdict(mine[m]) if m in mine else "" for m in metrics]
-        lines.append(row([cid, first["text"], lead, *cells]))
+        lead = f"{primary['metric']}: {fmt_cell(primary)}" if primary else "—"
+        at = []
+        for judged in views.values():
+            found = [r for r in judged if r["claim"] == cid and r["primary"]]
+            at.append(fmt_cell(found[0]) if found else "—")
+        cells = [fmt_cell(mine[m]) if m in mine else "" for m in metrics]
+        lines.append(row([cid, first["text"], lead, *at, *cells]))
     md = ["## Claims of the reference study", "", CLAIMS_INTRO, "", *lines, ""]
     for cid in ids:
         mine = [r for r in rows if r["claim"] == cid]
@@ -130,10 +139,10 @@ def claims_section(runs_by_method: dict, plan: Plan) -> str:
 
 def _part(part: reference.Part, decimals: int) -> str:
     p = f" p={part.p_holm:.3f}" if np.isfinite(part.p_holm) else ""
-    return f"{_diff(part.estimate, decimals)} {MARK[part.verdict]}{p}"
+    return f"{fmt_difference(part.estimate, decimals)} {MARK[part.verdict]}{p}"
 
 
-def _verdict(cell: dict) -> str:
+def fmt_cell(cell: dict) -> str:
     """`**holds** (p=0.004) 3/0/1/0/0`: the verdict, its p corrected across cells, then its
     parts holding / reversed / inconclusive / too few seeds / missing."""
     counts = [sum(q.verdict == k for q in cell["parts"]) for k in stats.VERDICTS]
@@ -175,8 +184,10 @@ def sections(
     prompts: dict[str, pd.DataFrame],
     levels: Levels,
     plan: Plan,
+    views: dict | None = None,
 ) -> str:
-    """Differences vs SFT and DPO, variance components, claims and ranks, per scale."""
+    """Differences vs SFT and DPO, variance components, claims (with `views`: scale → the
+    claims at matched KL / reward) and ranks, per scale."""
     md = []
     scales = sorted({key[0] for key in configs}, key=str)
     method_of = reference.method_keys()
@@ -197,7 +208,7 @@ def sections(
             difference_table(runs, methods.get("SFT"), "SFT"),
             difference_table(runs, methods.get("DPO"), "DPO (β = 0.1)"),
             variance_table(runs),
-            claims_section(by_method, plan),
+            claims_section(by_method, plan, (views or {}).get(scale)),
             rank_section(runs),
         ]
     return "\n".join(md)

@@ -141,44 +141,18 @@ def _judge(parts: list[Part], margin: float, plan: Plan) -> tuple[list[Part], st
     return out, verdict, p
 
 
-def claims(
-    runs: dict[str, dict[Replicate, pd.DataFrame]], plan: Plan, *, n_boot: int = stats.N_BOOT
-) -> list[dict]:
-    """Every claim on every metric it is judged on, with its parts (docs/statistics.md).
-
-    `runs`: per claim method name (`METHODS`) its per-prompt tables (index prompt_id) by
-    replicate. Diversity claims are judged on each `catalogue.DIVERSITY` column present
-    (differences oriented so that > 0 = more diverse), claim 5 on the reward metrics. Each part
-    is a two-sided t test over seeds (TOST against `plan.margins` for "≈"), Holm-corrected
-    within the claim's parts; each claim × metric cell's p (`stats.cell_verdict`) is then
-    Holm-corrected across all cells, and a cell keeps its verdict only if that p < α.
-
-    Returns rows {claim, text, column, key, metric (header), primary (the plan's metric of the
-    claim), verdict, candidate (before the correction across cells), p, p_adjusted, parts:
-    [Part]}.
+def judge(cells: list[dict], plan: Plan) -> list[dict]:
+    """Verdicts for one family of claim × metric cells, each {claim, text, column, key, metric,
+    parts: [Part with its estimate]}: the parts' tests with Holm within each cell (`_judge`),
+    then Holm across all the cells, a cell keeping its verdict only if that p < α. Adds to each
+    cell `primary` (the plan's metric of its claim), `candidate`, `p`, `p_adjusted`, `verdict`.
     """
-    cache: dict[tuple, Estimate | None] = {}
-
-    def diff(a: str, b: str, col: str, sign: int) -> Estimate | None:
-        if (a, b, col) not in cache:
-            ta = replicates.column(runs.get(a), col)
-            tb = replicates.column(runs.get(b), col)
-            d = stats.paired_difference(ta, tb, n_boot=n_boot) if ta and tb else None
-            cache[a, b, col] = d.flipped() if d is not None and sign < 0 else d
-        return cache[a, b, col]
-
     rows = []
-    for cid, text, kind, parts in CLAIMS:
-        metrics = catalogue.DIVERSITY if kind == "diversity" else catalogue.REWARD
-        for m in metrics:
-            if not any(replicates.column(r, m.column) for r in runs.values()):
-                continue  # metric absent from every run (e.g. entropy_fair before it existed)
-            margin = plan.margins.get(m.column, float("nan"))
-            found = [Part(a, rel, b, diff(a, b, m.column, m.sign)) for a, rel, b in parts]
-            judged, candidate, p = _judge(found, margin, plan)
-            primary = plan.primary.get(cid) == m.column
-            row = dict(claim=cid, text=text, column=m.column, key=m.key, metric=m.header)
-            rows.append(row | dict(primary=primary, candidate=candidate, p=p, parts=judged))
+    for cell in cells:
+        margin = plan.margins.get(cell["column"], float("nan"))
+        judged, candidate, p = _judge(cell["parts"], margin, plan)
+        primary = plan.primary.get(cell["claim"]) == cell["column"]
+        rows.append(cell | dict(primary=primary, candidate=candidate, p=p, parts=judged))
     decided = [r for r in rows if r["candidate"] in ("holds", "reversed")]
     for r, p_adj in zip(decided, stats.holm([r["p"] for r in decided]), strict=True):
         r["p_adjusted"] = float(p_adj)
@@ -190,6 +164,42 @@ def claims(
             else "inconclusive"
         )  # fmt: skip
     return rows
+
+
+def claims(
+    runs: dict[str, dict[Replicate, pd.DataFrame]], plan: Plan, *, n_boot: int = stats.N_BOOT
+) -> list[dict]:
+    """Every claim on every metric it is judged on, at the study's own β (docs/statistics.md).
+
+    `runs`: per claim method name (`METHODS`) its per-prompt tables (index prompt_id) by
+    replicate. Diversity claims are judged on each `catalogue.DIVERSITY` column present
+    (differences oriented so that > 0 = more diverse), claim 5 on the reward metrics. Each part
+    is a two-sided t test over seeds (TOST against `plan.margins` for "≈"), Holm-corrected
+    within the claim's parts; each claim × metric cell's p (`stats.cell_verdict`) is then
+    Holm-corrected across all cells (:func:`judge`).
+
+    Returns rows {claim, text, column, key, metric (header), primary, verdict, candidate (before
+    the correction across cells), p, p_adjusted, parts: [Part]}.
+    """
+    cache: dict[tuple, Estimate | None] = {}
+
+    def diff(a: str, b: str, col: str, sign: int) -> Estimate | None:
+        if (a, b, col) not in cache:
+            ta = replicates.column(runs.get(a), col)
+            tb = replicates.column(runs.get(b), col)
+            d = stats.paired_difference(ta, tb, n_boot=n_boot) if ta and tb else None
+            cache[a, b, col] = d.flipped() if d is not None and sign < 0 else d
+        return cache[a, b, col]
+
+    cells = []
+    for cid, text, kind, parts in CLAIMS:
+        for m in catalogue.DIVERSITY if kind == "diversity" else catalogue.REWARD:
+            if not any(replicates.column(r, m.column) for r in runs.values()):
+                continue  # metric absent from every run (e.g. entropy_fair before it existed)
+            found = [Part(a, rel, b, diff(a, b, m.column, m.sign)) for a, rel, b in parts]
+            cell = dict(claim=cid, text=text, column=m.column, key=m.key, metric=m.header)
+            cells.append(cell | dict(parts=found))
+    return judge(cells, plan)
 
 
 # --- its published numbers -----------------------------------------------------------------------

@@ -18,7 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prefdiv import catalogue, experiments, figures, names, paired, reference, replicates, stats
+from prefdiv import (
+    catalogue,
+    experiments,
+    figures,
+    matched,
+    names,
+    paired,
+    reference,
+    replicates,
+    stats,
+)
 from prefdiv.catalogue import Metric
 from prefdiv.experiments import EVAL, PROMPTS, Experiment
 from prefdiv.grid import Levels
@@ -192,6 +202,15 @@ def compare(
     drawn = ref if is_paper_scale(r.pooled) else None  # comparable at paper scale only
     figures.reward_entropy_figure(r.pooled, out / "reward_entropy.png", levels, drawn)
     figures.reward_kl_figure(r.pooled, out / "reward_kl.png")
+    plan_ = analysis or Plan()
+    fams, sft = matched.families(r.usable, levels)
+    frontier = matched.has_frontier(fams)
+    judged = matched.views(fams, sft, plan_) if frontier else {}
+    if frontier:
+        div = catalogue.BY_COLUMN[plan_.primary.get("1", "ead")]
+        drawn = matched.series(fams, sft, div.key)
+        labels = ("reward (z in seed)", div.header)
+        frontier = figures.frontier_figure(drawn, out / "frontiers.png", levels, labels)
     notes = r.missing + r.duplicates
     md = [
         "# Experiment comparison",
@@ -210,13 +229,16 @@ def compare(
         "",
         "![reward vs KL](reward_kl.png)",
         "",
+        *(["![β frontiers](frontiers.png)", ""] if frontier else []),
     ]
     if prompts is None:
         md.append("No per-prompt tables given: no paired differences, claims or ranks.\n")
     else:
         if no_table := ", ".join(sorted(set(r.usable) - set(prompts))):
             md.append(f"Without `{PROMPTS}` (left out of the paired statistics): {no_table}\n")
-        md.append(paired.sections(r.configs, prompts, levels, analysis or Plan()))
+        md.append(paired.sections(r.configs, prompts, levels, plan_, judged))
+    if judged:
+        md.append(matched.section(fams, sft, judged))
     if ref:
         md.append(
             orderings(r.pooled, ref, replicates.prompt_tables(r.configs, prompts or {}, levels))

@@ -1,0 +1,264 @@
+"""The study's losses at matched KL and matched reward: β frontiers from the experiments, the
+claims restated per loss, and their Markdown (issue 19).
+
+A *family* is a loss with its fixed options (cDPO's ε, the α-divergence's α) at every β it ran
+with constant β (`grid.load_frontier`, and the levels' own β = 0.1 runs). Per seed its runs are
+points of a curve (`frontiers.monotone`); SFT, the β → ∞ end of every family, is each curve's
+KL = 0 point. Two families are compared where both curves reach, seed by seed, and a claim part
+"A > B" becomes "A's family above B's at matched KL" (its curve difference averaged over the
+levels where every seed's curves overlap; `frontiers.levels`). Parts whose two methods are one
+family (IPO τ = 0.1 vs 0.3), or that involve SFT or an annealed β, have no matched form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prefdiv import catalogue, frontiers, names, reference, stats
+from prefdiv.experiments import Experiment
+from prefdiv.grid import Levels
+from prefdiv.markdown import head, row
+from prefdiv.paired import fmt_cell, fmt_difference
+from prefdiv.plan import Plan
+
+KL = "kl/sequence"  # the frontier's x: KL(π‖π_ref) per response, nats
+REWARD = "reward/standardised"  # the matched-reward x: reward in its seed's SD units
+VIEWS = {"KL": KL, "reward": REWARD}  # "at matched <view>"
+
+
+@dataclass
+class Family:
+    """One loss and options over β: `points[seed][β]` = that run's eval metrics (train seeds
+    averaged); `label` as tables write it; `level` from the grid (by its configurations)."""
+
+    scale: str | None
+    loss: str
+    options: tuple
+    label: str
+    level: int | None = None
+    points: dict[int, dict[float, dict]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        return self.scale, self.loss, self.options
+
+
+def family_key(params: dict) -> tuple | None:
+    """(scale, loss, options) of a constant-β trained run; None for SFT or an annealed β."""
+    if params.get("loss") in (None, "sft") or params.get("beta_end") is not None:
+        return None
+    loss, _, options = names.settings_key(params)
+    return params.get("scale"), loss, options
+
+
+def _label(loss: str, options: tuple) -> str:
+    shown = {"alpha": "α", "label_smoothing": "ε"}
+    opts = ", ".join(f"{shown.get(k, k)}={v:g}" for k, v in options)
+    return f"{loss} ({opts})" if opts else loss
+
+
+def _mean(runs: list[dict]) -> dict:
+    keys = set.intersection(*(set(r) for r in runs))
+    return {k: float(np.mean([r[k] for r in runs])) for k in keys if isinstance(runs[0][k], float)}
+
+
+def families(
+    exps: dict[str, Experiment], levels: Levels | None = None
+) -> tuple[dict[tuple, Family], dict[str | None, dict[int, dict]]]:
+    """The families of the usable `exps` (`replicates.standardise`d) by key, and the SFT runs
+    per scale and seed (their metrics, train seeds averaged)."""
+    grouped: dict[tuple, dict[int, dict[float, list[dict]]]] = {}
+    sft: dict[str | None, dict[int, list[dict]]] = {}
+    for name, e in sorted(exps.items()):
+        if not e.usable:
+            continue
+        seed = names.replicate(e.params, name)[0]
+        if e.params.get("loss") == "sft":
+            sft.setdefault(e.params.get("scale"), {}).setdefault(seed, []).append(e.eval)
+        elif (key := family_key(e.params)) is not None:
+            beta = round(float(e.params["beta"]), 6)
+            grouped.setdefault(key, {}).setdefault(seed, {}).setdefault(beta, []).append(e.eval)
+    out = {}
+    for key, seeds in grouped.items():
+        fam = Family(*key, _label(key[1], key[2]))
+        fam.points = {s: {b: _mean(r) for b, r in bs.items()} for s, bs in seeds.items()}
+        if levels is not None:
+            found = [levels.by_settings.get((key[1], b, key[2])) for s in seeds.values() for b in s]
+            fam.level = next((lvl for lvl in found if lvl is not None), None)
+        out[key] = fam
+    return out, {sc: {s: _mean(r) for s, r in ss.items()} for sc, ss in sft.items()}
+
+
+def points(fam: Family, x: str, y: str, sft: dict[int, dict] | None = None) -> frontiers.Points:
+    """seed → (x, y) of the family's runs over β, with its seed's SFT run as one more point
+    (`sft`; the KL = 0 end) when given and it has both metrics. Only seeds with runs at two β
+    or more: one β and SFT would make a straight line of an assumption."""
+    out = {}
+    for seed, by_beta in fam.points.items():
+        pts = [(m[x], m[y]) for m in by_beta.values() if x in m and y in m]
+        if len(pts) < 2:
+            continue
+        anchor = (sft or {}).get(seed)
+        if anchor is not None and x in anchor and y in anchor:
+            pts.append((anchor[x], anchor[y]))
+        if pts:
+            xs, ys = np.array(pts).T
+            out[seed] = (xs, ys)
+    return out
+
+
+def curve_difference(
+    a: Family, b: Family, x: str, y: str, sign: int, sft: dict[int, dict] | None
+) -> tuple[stats.Estimate | None, list[float]]:
+    """A − B in `y` (`sign` −1: B − A, so > 0 = better) at matched `x`: per seed the mean of the
+    curves' difference over :func:`frontiers.levels`, with the t interval over seeds; None (and
+    no levels) when the curves do not overlap in every seed both ran."""
+    ca, cb = frontiers.curves(points(a, x, y, sft)), frontiers.curves(points(b, x, y, sft))
+    at = frontiers.levels(ca, cb)
+    if not at:
+        return None, []
+    per_seed = {}
+    for s in sorted(ca.keys() & cb.keys()):
+        per_seed[s, 0] = sign * float(np.mean([ca[s].at(v) - cb[s].at(v) for v in at]))
+    return (stats.estimate(per_seed) if len(per_seed) >= 2 else None), at
+
+
+def method_family(method: str, scale: str | None) -> tuple | None:
+    """The family key of a claim method (`reference.METHODS`) at `scale`; None for SFT and the
+    annealed methods."""
+    loss, beta, options = reference.METHODS[method]
+    if "beta_end" in options:
+        return None
+    return family_key({"loss": loss, "beta": beta, "beta_end": None, "scale": scale, **options})
+
+
+def claims_at(
+    view: str, fams: dict[tuple, Family], sft: dict[int, dict], scale, plan: Plan
+) -> list[dict]:
+    """The claims at matched `view` ("KL" or "reward"), judged as the claims at β = 0.1 are
+    (`reference.judge`, one family of cells). Parts become family comparisons, merged when two
+    parts name the same pair; at matched reward the reward claims have no meaning and are left
+    out."""
+    x = VIEWS[view]
+    cells = []
+    for cid, text, kind, parts in reference.CLAIMS:
+        if kind == "reward" and view == "reward":
+            continue
+        pairs = []
+        for a, rel, b in parts:
+            fa, fb = method_family(a, scale), method_family(b, scale)
+            if fa is None or fb is None or fa == fb or (fa, rel, fb) in pairs:
+                continue
+            pairs.append((fa, rel, fb))
+        if not pairs:
+            continue
+        for m in catalogue.DIVERSITY if kind == "diversity" else catalogue.REWARD:
+            found = []
+            for fa, rel, fb in pairs:
+                if fa in fams and fb in fams:
+                    d, _ = curve_difference(fams[fa], fams[fb], x, m.key, m.sign, sft)
+                else:
+                    d = None
+                la = fams[fa].label if fa in fams else fa[1]
+                lb = fams[fb].label if fb in fams else fb[1]
+                found.append(reference.Part(la, rel, lb, d))
+            if all(q.estimate is None for q in found):
+                continue
+            cell = dict(claim=cid, text=text, column=m.column, key=m.key, metric=m.header)
+            cells.append(cell | dict(parts=found))
+    return reference.judge(cells, plan)
+
+
+def series(
+    fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], diversity: str
+) -> dict[int | None, list[tuple[str, list[frontiers.Points]]]]:
+    """What `figures.frontier_figure` draws: level → [(family label, [reward points, `diversity`
+    points])] vs KL, families that ran at two β or more."""
+    out: dict[int | None, list] = {}
+    for fam in sorted(fams.values(), key=lambda f: (str(f.scale), f.label)):
+        anchor = sft.get(fam.scale, {})
+        rows = [points(fam, KL, y, anchor) for y in (REWARD, diversity)]
+        if any(rows):
+            label = fam.label if len({k[0] for k in fams}) == 1 else f"{fam.label} ({fam.scale})"
+            out.setdefault(fam.level, []).append((label, rows))
+    return out
+
+
+def has_frontier(fams: dict[tuple, Family]) -> bool:
+    """Whether some family ran at two β or more in some seed."""
+    return any(len(bs) >= 2 for f in fams.values() for bs in f.points.values())
+
+
+def views(
+    fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], plan: Plan
+) -> dict[str | None, dict[str, list[dict]]]:
+    """scale → view ("KL", "reward") → the claims judged at matched KL / reward
+    (:func:`claims_at`)."""
+    out = {}
+    for scale in sorted({k[0] for k in fams}, key=str):
+        mine = {k: f for k, f in fams.items() if k[0] == scale}
+        anchor = sft.get(scale, {})
+        out[scale] = {v: claims_at(v, mine, anchor, scale, plan) for v in VIEWS}
+    return out
+
+
+def section(
+    fams: dict[tuple, Family],
+    sft: dict[str | None, dict[int, dict]],
+    judged: dict[str | None, dict[str, list[dict]]],
+) -> str:
+    """Markdown: each family against DPO (`sigmoid`) at matched KL and at matched reward, then
+    the claims in both views (`judged`, :func:`views`; primary metrics)."""
+    md = []
+    for scale in sorted({k[0] for k in fams}, key=str):
+        mine = {k: f for k, f in fams.items() if k[0] == scale}
+        base = mine.get((scale, "sigmoid", ()))
+        if base is None:
+            continue
+        md += [f"## At matched KL and matched reward (scale `{scale}`)", "", INTRO, ""]
+        md += _against(base, mine, sft.get(scale, {}))
+        for view, rows in judged.get(scale, {}).items():
+            md += _claims(view, rows)
+    return "\n".join(md)
+
+
+INTRO = (
+    "Each loss at every β it ran is a curve per seed (isotonic in KL, or in the standardised"
+    " reward; SFT is its KL = 0 point). A − DPO is the curves' difference averaged over the"
+    " levels (quartiles) of the range both reach in every seed, then the t interval over seeds;"
+    " no level outside a curve's points is used (no extrapolation). `—`: the curves do not"
+    " overlap, or fewer than two seeds. Self-BLEU: sign flipped, > 0 = more diverse."
+)
+
+
+def _against(base: Family, fams: dict[tuple, Family], sft: dict[int, dict]) -> list[str]:
+    cols = [m for m in catalogue.PAIRED if m.role == "diversity"]
+    md = []
+    for view, x in VIEWS.items():
+        lines = head(["loss", "level", "range", *[m.header for m in cols]])
+        for fam in sorted(fams.values(), key=lambda f: (f.level or 99, f.label)):
+            if fam is base:
+                continue
+            cells, span = [], "—"
+            for m in cols:
+                d, at = curve_difference(fam, base, x, m.key, m.sign, sft)
+                cells.append(fmt_difference(d, m.decimals))
+                span = f"{at[0]:.2f}–{at[-1]:.2f}" if at else span
+            lvl = "—" if fam.level is None else str(fam.level)
+            lines.append(row([fam.label, lvl, span, *cells]))
+        md += [f"### vs DPO at matched {view}", "", *lines, ""]
+    return md
+
+
+def _claims(view: str, rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = head(["claim", "statement", "metric", "verdict", "parts"])
+    for r in rows:
+        if not r["primary"]:
+            continue
+        parts = "; ".join(f"{q.a} {q.rel} {q.b}" for q in r["parts"])
+        lines.append(row([r["claim"], r["text"], r["metric"], fmt_cell(r), parts]))
+    return [f"### The claims at matched {view} (primary metrics)", "", *lines, ""]

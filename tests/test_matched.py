@@ -1,0 +1,88 @@
+"""The frontier study end to end on synthetic experiments: families over β, the claims at
+matched KL and reward, the frontier figure and its report section."""
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from prefdiv import grid, matched, report
+from prefdiv.experiments import EVAL, PAIRS, Experiment
+from prefdiv.plan import Plan
+
+LEVELS = grid.Levels(
+    {1: "classics", 3: "IPO"},
+    {"l1-sft": 1, "l1-sigmoid": 1, "l3-ipo-01": 3},
+    {("sigmoid", 0.1, ()): 1, ("ipo", 0.1, ()): 3},
+)
+PLAN = Plan(0.05, 5, {"3": "ead", "1": "ead"}, {"ead": 0.01})
+
+
+def _run(name, loss, beta, seed, kl, ead, reward):
+    m = {"kl/sequence": kl, "diversity/ead": ead, "reward/mean": reward}
+    m["diversity/entropy_unigram"] = 4 * ead  # the reward–entropy figure's axis
+    p = {"loss": loss, "beta": beta, "beta_end": None, "alpha": 0.5, "label_smoothing": 0.0}
+    p |= {"scale": "demo", "seed": seed, "train_seed": 0}
+    pairs = {"reward_mean": 0.0, "reward_sd": 2.0}
+    return name, Experiment(name, "success", p, {EVAL: m, PAIRS: pairs}, f"r-{name}")
+
+
+def study(seeds=range(5)):
+    """DPO goes far (KL ∝ 1/β), IPO moves little; at equal KL, IPO is 0.02 EAD *less* diverse,
+    though at β = τ = 0.1 it looks more diverse because it moved less."""
+    rng = np.random.default_rng(0)
+    exps = dict(_run(f"l1-sft-s{s}", "sft", 0.1, s, 0.0, 0.85, 0.3) for s in seeds)
+    for s in seeds:
+        for beta in (0.03, 0.1, 0.3, 1.0, 3.0):
+            kl = 3.0 / beta * (1 + 0.05 * s)
+            name = "l1-sigmoid" if beta == 0.1 else f"fr-sigmoid-b{beta:g}"
+            exps |= [_run(f"{name}-s{s}", "sigmoid", beta, s, kl, 0.85 - 0.003 * kl
+                          + rng.normal(0, 1e-4), 0.3 + 0.08 * kl)]  # fmt: skip
+            kl = 0.6 / beta * (1 + 0.05 * s)
+            name = "l3-ipo-01" if beta == 0.1 else f"fr-ipo-b{beta:g}"
+            exps |= [_run(f"{name}-s{s}", "ipo", beta, s, kl, 0.83 - 0.003 * kl
+                          + rng.normal(0, 1e-4), 0.3 + 0.08 * kl)]  # fmt: skip
+    return exps
+
+
+def test_families_group_runs_over_beta_with_their_level():
+    fams, sft = matched.families(study(), LEVELS)
+    assert set(fams) == {("demo", "sigmoid", ()), ("demo", "ipo", ())}
+    ipo = fams["demo", "ipo", ()]
+    assert ipo.level == 3 and sorted(ipo.points[0]) == [0.03, 0.1, 0.3, 1.0, 3.0]
+    assert sorted(sft["demo"]) == list(range(5)) and matched.has_frontier(fams)
+    pts = matched.points(ipo, matched.KL, "diversity/ead", sft["demo"])
+    assert len(pts[0][0]) == 6  # five β and SFT at KL 0
+
+
+def test_claim_3_reverses_at_matched_kl_although_ipo_looks_more_diverse_at_its_beta():
+    exps = study()
+    fams, sft = matched.families(exps, LEVELS)
+    rows = matched.claims_at("KL", fams, sft["demo"], "demo", PLAN)
+    (three,) = [r for r in rows if r["claim"] == "3" and r["column"] == "ead"]
+    part, cdpo = three["parts"]  # IPO 0.1, 0.3, 0.5 > DPO: one comparison, ipo > sigmoid
+    assert (part.a, part.b) == ("ipo", "sigmoid") and cdpo.verdict == "missing"  # not run
+    assert part.estimate.mean == pytest.approx(-0.02, abs=0.002)
+    assert three["verdict"] == "reversed"
+    at_beta = (
+        exps["l3-ipo-01-s0"].eval["diversity/ead"] - exps["l1-sigmoid-s0"].eval["diversity/ead"]
+    )
+    assert at_beta > 0.04  # what a single-β comparison would report
+    # SFT > DPO has no matched form (SFT is every curve's KL = 0 end): claim 1 keeps none
+    assert not [r for r in rows if r["claim"] == "1"]
+
+
+def test_the_report_draws_the_frontiers_and_states_both_views(tmp_path):
+    md = report.compare(study(), tmp_path, LEVELS, analysis=PLAN).read_text()
+    assert "## At matched KL and matched reward (scale `demo`)" in md
+    assert "### vs DPO at matched KL" in md and "### vs DPO at matched reward" in md
+    assert "![β frontiers](frontiers.png)" in md
+    png = matplotlib.image.imread(tmp_path / "frontiers.png")
+    assert png.shape[1] // (5 * 120) == 2  # a column per level that has a family: 1 and 3
+    ipo = next(ln for ln in md.splitlines() if ln.startswith("| ipo | 3 |"))
+    assert "−" in ipo or "-0.0" in ipo
+
+
+def test_no_frontier_no_section(tmp_path):
+    exps = {n: e for n, e in study().items() if "fr-" not in n}  # β = 0.1 only
+    md = report.compare(exps, tmp_path, LEVELS, analysis=PLAN).read_text()
+    assert "matched KL" not in md and not (tmp_path / "frontiers.png").exists()
