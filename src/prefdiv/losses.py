@@ -87,8 +87,12 @@ def hinge(
     beta: float,
     **options,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """SLiC-HF, arXiv 2305.10425 Eq. (1) calibration loss with δ = 1, in the DPO reference
-    study's form: max(0, 1 − β h). Shapes (B,)."""
+    """SLiC-HF, arXiv 2305.10425 Eq. (1) calibration loss, in the DPO reference study's (and
+    TRL's) form: max(0, 1 − β h) = β · max(0, 1/β − h). Shapes (B,).
+
+    The paper's max(0, δ − log π(y_w) + log π(y_l)) has a margin δ in nats; here h is the
+    log-ratio difference against the reference and the margin is 1/β nats (10 at β = 0.1), not
+    δ = 1: β scales the loss and sets the margin at once, so a hinge β sweep moves both."""
     rho_w, rho_l = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
