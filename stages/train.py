@@ -7,7 +7,7 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
-from prefdiv import config, errors, files, tracking, trainer
+from prefdiv import config, errors, files, launch, tracking, trainer
 
 
 def main() -> None:
@@ -25,9 +25,9 @@ def main() -> None:
     args = ap.parse_args()
     params = config.load(args.params)
     p = params.active.train
-    if params.loss != config.NO_TRAINING and trainer.relaunched(p.num_processes, sys.argv):
+    if params.loss != config.NO_TRAINING and launch.relaunched(p.num_processes, sys.argv):
         return
-    main_process = trainer.accelerator_state().is_main_process
+    main_process = launch.accelerator_state().is_main_process
     pairs = files.read_jsonl(args.pairs), files.read_jsonl(args.val_pairs)
     run = trainer.settings(params)
     root = tracking.repo_root()  # caches outlive a queued experiment's copy of the repository
@@ -38,7 +38,7 @@ def main() -> None:
     resumed = trainer.saved_run_id(ckpt)
     with tracking.run(tags=tags, params=tags | hparams, run_id=resumed, active=main_process) as r:
         trainer.save_run_id(ckpt, r)
-        with trainer.work_dir() as work:
+        with launch.work_dir() as work:
             out = trainer.train_policy(
                 args.sft, *pairs, **run, out_dir=args.out, work_dir=work, checkpoints=ckpt,
                 dataset_cache=root / args.dataset_cache,  # tokenised pairs, reference log-probs

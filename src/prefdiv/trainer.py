@@ -9,15 +9,9 @@ the loss itself to the registry, so every loss is the pure, tested function of `
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,12 +24,11 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
-from prefdiv import load, losses, seeds
+from prefdiv import launch, load, losses, seeds
 from prefdiv.config import Params, SpeedParams, TrainParams
 from prefdiv.errors import UserError
 from prefdiv.files import atomic_dir
 
-WORK_DIR_ENV = "PREFDIV_TRAIN_WORK_DIR"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 # logged every step, as TRL's own DPOTrainer names them
 METRICS = (
@@ -184,52 +177,6 @@ class PreferenceTrainer(DPOTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def distributed_launch(num_processes: int, argv: list[str]) -> list[str] | None:
-    """The `accelerate launch` command that re-runs this script in `num_processes` processes.
-
-    None when one process is asked for, or inside a launched process (WORLD_SIZE is set).
-    accelerate's torchrun launcher (`--multi_gpu`) starts the processes: DDP over NCCL with a GPU
-    each, or, on a machine without GPUs, gloo on the CPU (each process asks for the CPU, see
-    :func:`accelerator_state`). `accelerate launch --cpu --num_processes N` would not do: its
-    simple launcher starts one process unless mpirun and a hostfile are set up.
-    """
-    if num_processes == 1 or "WORLD_SIZE" in os.environ:
-        return None
-    with socket.socket() as s:  # a free port: parallel queue workers must not share one
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
-    launch += ["--num_processes", str(num_processes), "--main_process_port", str(port)]
-    launch += ["--num_machines", "1", "--dynamo_backend", "no"]
-    launch += ["--mixed_precision", "bf16" if load.on_gpu() else "no"]
-    return [*launch, *argv]
-
-
-def relaunched(num_processes: int, argv: list[str]) -> bool:
-    """Whether `argv` was re-run in `num_processes` processes (:func:`distributed_launch`), with one
-    shared work directory (see :func:`work_dir`). False: this process is to train."""
-    cmd = distributed_launch(num_processes, argv)
-    if cmd is not None:
-        with tempfile.TemporaryDirectory() as shared:
-            subprocess.run(cmd, check=True, env={**os.environ, WORK_DIR_ENV: shared})
-    return cmd is not None
-
-
-@contextlib.contextmanager
-def work_dir():
-    """Scratch directory of a training run: shared by all launched processes, removed after."""
-    if WORK_DIR_ENV in os.environ:
-        yield os.environ[WORK_DIR_ENV]
-    else:
-        with tempfile.TemporaryDirectory() as work:
-            yield work
-
-
-def accelerator_state() -> PartialState:
-    """accelerate's process state; the CPU (gloo across processes) when there is no GPU."""
-    return PartialState(cpu=not load.on_gpu())
-
-
 # --- resumable training -------------------------------------------------------------------------
 # A run saves a checkpoint every `train.save_steps` into <root>/<key>/checkpoint-<step>/, where the
 # key hashes everything that determines the run; the next run with the same key resumes from the
@@ -237,7 +184,8 @@ def accelerator_state() -> PartialState:
 # never resumed.
 _STATE = "trainer_state.json"  # written last by `Trainer._save_checkpoint`: its presence = complete
 _RUN_ID = "mlflow_run_id"
-_CODE = (Path(__file__), Path(losses.__file__), Path(load.__file__))  # what computes the steps
+# What computes the steps; launch.py sets the processes' precision, compile backend and device.
+_CODE = (Path(__file__), Path(losses.__file__), Path(load.__file__), Path(launch.__file__))
 
 
 def checkpoint_dir(
@@ -373,7 +321,7 @@ def train_policy(
             "no training pairs: every pair was a tie or no response was kept; "
             "lower pairs.min_margin or sample more (sample.k, generation.min_tokens)"
         )
-    state = accelerator_state()
+    state = launch.accelerator_state()
     args = _dpo_config(
         p, speed, beta=beta, seed=seed, world=state.num_processes, validate=bool(val_pairs),
         output_dir=checkpoints or work_dir, checkpoint=checkpoints is not None,
