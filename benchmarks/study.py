@@ -157,7 +157,8 @@ def evaluate_timings(
     evaluation.per_prompt(
         policy, tok, reference, reward, reward_tok, None, test_prompts, n=s.evaluate.n,
         gen=s.generation, seed=params.seed, entropy_tokens=s.evaluate.entropy_tokens,
-        speed=speed, timings=parts, samples=samples,
+        speed=speed, kl_samples=s.evaluate.kl_samples, rarefied=s.evaluate.rarefied_tokens,
+        timings=parts, samples=samples,
     )  # fmt: skip
     return {k: v / len(test_prompts) for k, v in parts.items()}
 

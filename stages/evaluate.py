@@ -25,14 +25,15 @@ def main() -> None:
     reference, _ = load.load_policy(args.reference)
     reward, reward_tok = load.load_reward(args.reward)
     prompts = data.test_prompts(files.read_jsonl(args.prompts), policy_tok, s.prompts.prompt_tokens)
-    timings: dict = {}
+    timings, run_metrics, e = {}, {}, s.evaluate
     df, per_sample = evaluation.per_prompt(
         policy, policy_tok, reference, reward, reward_tok, evaluation.load_embedder(), prompts,
-        n=s.evaluate.n, gen=s.generation, entropy_tokens=s.evaluate.entropy_tokens, speed=s.speed,
+        n=e.n, gen=s.generation, entropy_tokens=e.entropy_tokens, speed=s.speed,
+        kl_samples=e.kl_samples, rarefied=e.rarefied_tokens, run_metrics=run_metrics,
         seed=seeds.replicate_seed(params.seed, params.train_seed), timings=timings,  # sampling
     )  # fmt: skip
     metrics = evaluation.summarise(
-        df, n=s.evaluate.n, bootstrap=s.evaluate.bootstrap, seed=params.seed
+        df, n=e.n, bootstrap=e.bootstrap, seed=params.seed, run_metrics=run_metrics
     )
     if warning := evaluation.dropped_warning(metrics, s.generation.min_tokens):
         print(warning, file=sys.stderr)

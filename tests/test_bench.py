@@ -97,6 +97,7 @@ def test_study_random_init_times_both_paths_and_projects(tmp_path, monkeypatch):
     paper["generation"] |= {"max_new_tokens": 12, "batch_size": 2, "min_tokens": 1}
     paper["sample"]["k"], paper["evaluate"]["n"] = 3, 3
     paper["evaluate"]["entropy_tokens"] = 1  # ≤ min_tokens
+    paper["evaluate"] |= {"kl_samples": 2, "rarefied_tokens": [8, 16]}  # ≤ n × max_new_tokens
     paper["pairs"]["min_margin"] = 0.0
     paper["train"] |= {"batch_size": 2, "max_length": 48, "logging_steps": 1}
     paper["speed"]["metric_workers"] = 2

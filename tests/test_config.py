@@ -64,6 +64,15 @@ def _error(raw, path, value):
         ("train_seed", -1, ["train_seed", "-1", "≥ 0"]),
         ("train_seed", 1.5, ["train_seed", "1.5", "int"]),
         ("demo.evaluate.entropy_tokens", 0, ["demo.evaluate.entropy_tokens", "0", "> 0"]),
+        ("demo.evaluate.kl_samples", 0, ["demo.evaluate.kl_samples", "0", "> 0"]),
+        ("demo.evaluate.rarefied_tokens", 64, ["demo.evaluate.rarefied_tokens = 64", "list"]),
+        ("demo.evaluate.rarefied_tokens", [], ["demo.evaluate.rarefied_tokens = []", "non-empty"]),
+        (
+            "demo.evaluate.rarefied_tokens",
+            [64, 0],
+            ["demo.evaluate.rarefied_tokens[1] = 0", "> 0"],
+        ),
+        ("paper.evaluate.rarefied_tokens", ["64"], ["rarefied_tokens[0] = '64'", "int"]),
         (
             "paper.evaluate.entropy_tokens",
             11,
@@ -85,6 +94,15 @@ def test_bad_values_name_key_value_and_allowed(raw, path, value, must_say):
         ({"demo.evaluate.n": 1}, ["demo.evaluate.n = 1", "≥ 2", "self-BLEU", "NaN"]),
         ({"paper.prompts.n_test": 1}, ["paper.prompts.n_test = 1", "≥ 2", "interval"]),
         ({"demo.evaluate.bootstrap": 39}, ["demo.evaluate.bootstrap = 39", "≥ 40", "tail"]),
+        (
+            {"demo.evaluate.rarefied_tokens": [128, 64]},
+            ["demo.evaluate.rarefied_tokens = [128, 64]", "distinct", "ascending"],
+        ),
+        ({"demo.evaluate.rarefied_tokens": [64, 64]}, ["[64, 64]", "distinct"]),
+        (
+            {"demo.evaluate.rarefied_tokens": [64, 385]},
+            ["demo.evaluate.rarefied_tokens = [64, 385]", "≤ evaluate.n × generation", "= 384"],
+        ),
         ({"seed": 2**32}, ["seed = 4294967296", "[0, 4294967296)", "numpy"]),
         ({"demo.sample.k": 1}, ["demo.sample.k = 1", "≥ 2", "pair"]),
         (
@@ -144,11 +162,17 @@ def test_meaningless_values_are_rejected_with_the_reason(raw, changes, must_say)
         ("demo.generation.top_k", 0),  # no top-k filtering
         ("demo.train.eval_steps", 500),  # > max_steps: still one evaluation, after the last step
         ("paper.prompts.n_model_train", 0),  # paper scale trains no model
-        ("demo.generation.max_new_tokens", 10),  # = min_tokens: only full-length samples kept
     ],
 )
 def test_edge_values_that_still_measure_something_are_accepted(raw, path, value):
     config.validate(_with(raw, {path: value}))
+
+
+def test_max_new_tokens_at_min_tokens_is_accepted(raw):
+    # = min_tokens: only full-length samples kept; 8 × 10 pooled tokens hold a budget of 80
+    config.validate(
+        _with(raw, {"demo.generation.max_new_tokens": 10, "demo.evaluate.rarefied_tokens": [80]})
+    )
 
 
 def test_sft_needs_no_beta(raw):

@@ -80,9 +80,13 @@ def test_text_metrics_in_worker_processes_equal_in_process():
         [],
         [{"token_ids": [7, 7, 8], "text": "Boring, boring."}],
     ]
-    inline = evaluation._TextMetrics(kept, vocab=50, entropy_tokens=2, workers=0).result()
-    pooled = evaluation._TextMetrics(kept, vocab=50, entropy_tokens=2, workers=2).result()
+    seeds = [evaluation.draw_seed(0, f"p{i}") for i in range(3)]
+    inline, pooled = (
+        evaluation._TextMetrics(kept, 50, 2, workers, rarefied=(3, 4), seeds=seeds).result()
+        for workers in (0, 2)
+    )
     assert len(inline) == 2 and pd.DataFrame(pooled).equals(pd.DataFrame(inline))  # NaN-aware
+    assert inline[0]["entropy_rarefied_3"] >= 0 and math.isnan(inline[1]["entropy_rarefied_4"])
 
 
 def test_vader_judge_orders_sentiment():
@@ -93,13 +97,21 @@ def test_vader_judge_orders_sentiment():
 def test_summarise_names_cis_and_label_split():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({c: rng.normal(size=40) for c in evaluation.HEADLINE})
+    df["entropy_rarefied_64"] = rng.normal(size=40)
+    df.loc[:2, "entropy_rarefied_64"] = np.nan  # three prompts pooled fewer than 64 tokens
     df["label"] = ["negative", "positive"] * 20
     df["n_kept"], df["mean_tokens"], df["tokens_pooled"] = 8, 40.0, 320
-    m = evaluation.summarise(df, n=8, bootstrap=200, seed=0)
-    for name in evaluation.HEADLINE.values():
+    df["n_truncated"] = [2] * 20 + [0] * 20
+    whole = {"diversity/across_input_distinct_2": 0.5}
+    m = evaluation.summarise(df, n=8, bootstrap=200, seed=0, run_metrics=whole)
+    for name in [*evaluation.HEADLINE.values(), "diversity/entropy_rarefied_64"]:
         assert m[f"{name}_ci_low"] < m[name] < m[f"{name}_ci_high"], name
         assert f"{name}_negative" in m and f"{name}_positive" in m
     assert m["kept_fraction"] == 1.0
+    assert m["length/truncated_fraction"] == 40 / 320  # of all kept samples
+    assert m["diversity/entropy_rarefied_64_short"] == 3
+    assert m["diversity/entropy_rarefied_64"] == pytest.approx(df["entropy_rarefied_64"].mean())
+    assert m["diversity/across_input_distinct_2"] == 0.5  # a whole-run number, as it is
     assert m["reward/mean_negative"] == pytest.approx(df["reward_mean"][::2].mean())
 
 
@@ -122,23 +134,35 @@ def test_prompts_with_fewer_than_two_kept_samples_are_dropped_and_counted(tiny_p
     )  # fmt: skip
     texts = ["The film was", "A long story", "Great", "Awful"]
     prompts = [{"prompt_id": f"p{i}", "prompt": t, "label": i % 2} for i, t in enumerate(texts)]
-    samples = [  # kept (≥ 3 tokens): 3, 2, 1 and 0 samples
-        _prompt_samples([5, 3, 7], 20),
+    samples = [  # kept (≥ 3 tokens): 3, 2, 1 and 0 samples; one of 8 tokens hit the cap
+        _prompt_samples([5, 3, 8], 20),
         _prompt_samples([4, 2, 6], 50),
         _prompt_samples([6, 1], 80),
         _prompt_samples([2, 2], 110),
     ]
 
-    def evaluate(at):
+    def evaluate(at, whole=None):
         return evaluation.per_prompt(
             policy, tok, policy, reward, reward_tok, None, [prompts[i] for i in at],
-            n=3, gen=gen, seed=0, entropy_tokens=3, speed=SpeedParams(),
-            samples=[samples[i] for i in at],
+            n=3, gen=gen, seed=0, entropy_tokens=3, speed=SpeedParams(), kl_samples=2,
+            rarefied=(4, 12), samples=[samples[i] for i in at], run_metrics=whole,
         )  # fmt: skip
 
-    df, per_sample = evaluate(range(4))
+    whole = {}
+    df, per_sample = evaluate(range(4), whole)
     measured, _ = evaluate(range(2))
     assert df["n_kept"].tolist() == [3, 2, 1, 0]
+    assert df["n_truncated"].tolist() == [1, 0, 0, 0]
+    assert per_sample["truncated"].tolist() == [False, False, True, False, False, False]
+    assert per_sample["tokens"].tolist() == [5, 3, 8, 4, 6, 6]
+    # the KL of samples of π = π_ref: 0 for the measured prompts, none for the dropped ones
+    kl_cols = ["kl_mc", "kl_mc_per_token", "kl_rb", "kl_rb_per_token"]
+    assert (df.loc[:1, kl_cols] == 0).all().all() and df.loc[2:, kl_cols].isna().all().all()
+    # pooled tokens 16 and 10: the 12-token budget is short for the second prompt
+    assert df["entropy_rarefied_12"].notna().tolist() == [True, False, False, False]
+    first = [samples[0][0]["token_ids"], samples[1][0]["token_ids"]]  # measured prompts only
+    expected = evaluation.across_input(first, len(tok))
+    assert whole == expected and set(whole) >= {"diversity/across_input_distinct_2"}
     # the measured prompts' rows are what they are without the dropped ones (NaN-aware) …
     assert df.iloc[:2].equals(measured)
     assert df.loc[:1, "distinct_2"].notna().all() and df.loc[:1, "reward_mean"].notna().all()
@@ -149,6 +173,8 @@ def test_prompts_with_fewer_than_two_kept_samples_are_dropped_and_counted(tiny_p
     m = evaluation.summarise(df, n=3, bootstrap=50, seed=0)
     alone = evaluation.summarise(measured, n=3, bootstrap=50, seed=0)
     assert (m["n_prompts"], m["n_prompts_used"], m["n_prompts_dropped"]) == (4, 2, 2)
+    assert m["diversity/entropy_rarefied_12_short"] == 1  # of the measured prompts
+    assert m["length/truncated_fraction"] == 1 / 6
     assert (alone["n_prompts_used"], alone["n_prompts_dropped"]) == (2, 0)
     for name in evaluation.HEADLINE.values():
         for key in (name, f"{name}_ci_low", f"{name}_negative", f"{name}_positive"):
@@ -158,3 +184,169 @@ def test_prompts_with_fewer_than_two_kept_samples_are_dropped_and_counted(tiny_p
     assert warning.startswith("prefdiv: warning: 2 of 4 test prompts") and "\n" not in warning
     assert "n_prompts_dropped" in warning and "other 2" in warning
     assert evaluation.dropped_warning(alone, gen.min_tokens) is None
+
+
+# --- KL(π‖π_ref) from samples of π, against the exact KL of a model small enough to enumerate -
+
+EOS, VOCAB, CAP = 0, 5, 3  # token 0 is EOS; sequences of ≤ 3 new tokens
+
+
+@pytest.fixture(scope="module")
+def five_token_models():
+    """Two random GPT-2s over a 5-token vocabulary (policy, reference) and a word tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = {"<eos>": EOS, "a": 1, "b": 2, "c": 3, "d": 4}
+    backend = Tokenizer(WordLevel(words, unk_token="<eos>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", pad_token="<eos>")
+    tok.padding_side = "left"
+
+    def model(seed):
+        torch.manual_seed(seed)
+        # initializer_range 0.2: the two models differ by 0.57 nats; P(cap) = 0.56
+        cfg = GPT2Config(
+            vocab_size=VOCAB, n_positions=8, n_embd=8, n_layer=1, n_head=2, initializer_range=0.2,
+            eos_token_id=EOS, bos_token_id=EOS,
+        )  # fmt: skip
+        return GPT2LMHeadModel(cfg).eval()
+
+    return model(1), model(2), tok
+
+
+def _exact_kl(policy, reference, prompt: list[int]) -> tuple[float, float]:
+    """(KL(π‖π_ref) over every sequence of ≤ CAP tokens that ends at EOS or the cap, P(cap)),
+    by enumeration: log π(y) from plain forwards of all of them (right-padded: causal)."""
+    import itertools
+
+    import torch
+
+    words = range(1, VOCAB)
+    seqs = [[EOS]]
+    seqs += [[*w, EOS] for k in range(1, CAP) for w in itertools.product(words, repeat=k)]
+    seqs += [list(w) for w in itertools.product(words, repeat=CAP)]  # capped: no EOS
+    ids = torch.tensor([prompt + y + [EOS] * (CAP - len(y)) for y in seqs])
+
+    def logp(model):
+        with torch.no_grad():
+            out = model(input_ids=ids).logits.log_softmax(-1).double()
+        at = len(prompt) - 1
+        return np.array(
+            [sum(float(out[i, at + t, tok]) for t, tok in enumerate(y)) for i, y in enumerate(seqs)]
+        )
+
+    lp, lq = logp(policy), logp(reference)
+    p = np.exp(lp)
+    assert p.sum() == pytest.approx(1.0, abs=1e-6)  # every sequence the sampler can end with
+    capped = np.array([len(y) == CAP and EOS not in y for y in seqs])
+    return float((p * (lp - lq)).sum()), float(p[capped].sum())
+
+
+def _kl_samples(policy, tok, n: int, seed: int):
+    from prefdiv import sampling
+    from prefdiv.config import GenerationParams
+
+    gen = GenerationParams(
+        max_new_tokens=CAP,
+        temperature=0.7,
+        top_k=2,
+        no_repeat_ngram_size=2,
+        min_tokens=2,
+        batch_size=1,
+    )  # fmt: skip — the study's sampler, which kl_generation must undo
+    kl_gen = evaluation.kl_generation(gen)
+    assert (kl_gen.temperature, kl_gen.top_k, kl_gen.no_repeat_ngram_size) == (1.0, 0, 0)
+    assert (kl_gen.min_tokens, kl_gen.max_new_tokens) == (0, CAP)
+    [drawn] = sampling.sample(policy, tok, ["a b"], n=n, gen=kl_gen, seed=seed, desc="t")
+    return [evaluation.kl_sequence(r["token_ids"], eos=EOS, cap=CAP) for r in drawn]
+
+
+def test_kl_estimates_from_samples_of_the_policy_converge_to_the_exact_kl(five_token_models):
+    policy, reference, tok = five_token_models
+    prompt = tok("a b")["input_ids"]
+    exact, p_capped = _exact_kl(policy, reference, prompt)
+    assert exact > 0.3  # a KL worth estimating
+    drawn = _kl_samples(policy, tok, 4000, seed=0)
+    # every sample its own item: per-sample values, in one forward of 4000 rows
+    items = [(prompt, [s]) for s, _ in drawn]
+    stats = np.array(evaluation.kl_stats(policy, reference, items, rows=4000))
+    mc, rb, tokens = stats.T
+    se = lambda x: x.std(ddof=1) / math.sqrt(len(x))  # noqa: E731
+    assert abs(mc.mean() - exact) < 4 * se(mc), (mc.mean(), exact, se(mc))
+    assert abs(rb.mean() - exact) < 4 * se(rb), (rb.mean(), exact, se(rb))
+    assert se(rb) < se(mc)  # Rao-Blackwellised: the draw of each token integrated out
+    assert (rb >= 0).all() and (mc < 0).any()  # a single MC term can be negative, RB never
+    # EOS is counted, the truncated samples are exactly those of CAP tokens without EOS
+    truncated = np.array([t for _, t in drawn])
+    lengths = np.array([len(s) for s, _ in drawn])
+    assert (tokens == lengths).all() and (lengths[truncated] == CAP).all()
+    assert all(s[-1] == EOS for s, t in drawn if not t) and all(EOS not in s for s, t in drawn if t)
+    assert abs(truncated.mean() - p_capped) < 4 * math.sqrt(p_capped * (1 - p_capped) / 4000)
+    # one item of all the samples: the means, regrouped (rows = 0: one forward per item) …
+    [whole] = evaluation.kl_stats(policy, reference, [(prompt, [s for s, _ in drawn])])
+    assert whole == pytest.approx((mc.mean(), rb.mean(), lengths.mean()))
+    # … and the full-vocabulary sums taken one sequence at a time: the same values
+    one_by_one = evaluation.kl_stats(policy, reference, items[:50], rows=50, slice_elements=1)
+    assert np.allclose(one_by_one, stats[:50], rtol=1e-6, atol=1e-7)
+
+
+def test_kl_estimates_are_zero_when_the_policy_is_the_reference(five_token_models):
+    import copy
+
+    policy, _, tok = five_token_models
+    prompt = tok("a b")["input_ids"]
+    seqs = [s for s, _ in _kl_samples(policy, tok, 64, seed=1)]
+    for reference in (policy, copy.deepcopy(policy)):  # the same object, or equal weights
+        [(mc, rb, tokens)] = evaluation.kl_stats(policy, reference, [(prompt, seqs)])
+        assert (mc, rb) == (0.0, 0.0) and 1 <= tokens <= CAP
+
+
+def test_kl_seed_is_a_stream_of_its_own():
+    from prefdiv import seeds
+
+    assert evaluation.kl_seed(0) == evaluation.kl_seed(0) != 0
+    others = {seeds.replicate_seed(s, t) for s in range(4) for t in range(4)}
+    assert not {evaluation.kl_seed(s) for s in others} & others
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # embedder None: NaN embedding, empty mean
+def test_kl_samples_leave_the_diversity_samples_and_every_other_column_as_they_were(
+    tiny_policy, hub_like
+):
+    """The KL samples are drawn on their own seed after the diversity samples: with or without
+    them, every other per-prompt value and per-sample reward is bit-identical."""
+    import copy
+
+    import torch
+
+    from prefdiv import load
+    from prefdiv.config import GenerationParams, SpeedParams
+
+    policy, tok = tiny_policy
+    reference = copy.deepcopy(policy)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    reward, reward_tok = load.load_reward(hub_like / "distilbert-imdb")
+    gen = GenerationParams(
+        max_new_tokens=6, temperature=0.7, top_k=40, no_repeat_ngram_size=2, min_tokens=2,
+        batch_size=2,
+    )  # fmt: skip
+    texts = ["The film was", "A long story", "Great acting"]
+    prompts = [{"prompt_id": f"p{i}", "prompt": t, "label": i % 2} for i, t in enumerate(texts)]
+
+    def evaluate(kl_samples):
+        return evaluation.per_prompt(
+            policy, tok, reference, reward, reward_tok, None, prompts, n=3, gen=gen, seed=5,
+            entropy_tokens=2, speed=SpeedParams(), kl_samples=kl_samples, rarefied=(6,),
+        )  # fmt: skip
+
+    (without, s0), (with_kl, s1) = evaluate(0), evaluate(4)
+    assert s0.equals(s1)
+    assert with_kl[["kl_mc", "kl_rb"]].notna().all().all() and (with_kl["kl_rb"] > 0).all()
+    assert without[["kl_mc", "kl_rb"]].isna().all().all()
+    others = [c for c in without if not c.startswith("kl_")]
+    assert with_kl[others].equals(without[others])  # NaN-aware, exact

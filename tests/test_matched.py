@@ -18,7 +18,7 @@ PLAN = Plan(0.05, 5, {"3": "ead", "1": "ead"}, {"ead": 0.01})
 
 
 def _run(name, loss, beta, seed, kl, ead, reward):
-    m = {"kl/sequence": kl, "diversity/ead": ead, "reward/mean": reward}
+    m = {"kl/rb": kl, "kl/sequence": 2 * kl, "diversity/ead": ead, "reward/mean": reward}
     m["diversity/entropy_unigram"] = 4 * ead  # the reward–entropy figure's axis
     p = {"loss": loss, "beta": beta, "beta_end": None, "alpha": 0.5, "label_smoothing": 0.0}
     p |= {"scale": "demo", "seed": seed, "train_seed": 0}

@@ -119,7 +119,10 @@ def test_paper_pipeline_on_local_models_with_two_processes(hub_like, tmp_path):
         save_steps=1,  # checkpoints under DDP (removed when the run finishes)
         num_processes=2,
     )
-    paper["evaluate"].update(n=3, bootstrap=40, entropy_tokens=1)  # ≤ min_tokens
+    # entropy_tokens ≤ min_tokens; rarefied budgets ≤ n × max_new_tokens
+    paper["evaluate"].update(
+        n=3, bootstrap=40, entropy_tokens=1, kl_samples=2, rarefied_tokens=[8, 16]
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, config.ALLOW_CPU: "1", "PREFDIV_TRACKING": "0"}
     run(["git", "init", "-q"], repo)

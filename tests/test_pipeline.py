@@ -55,7 +55,8 @@ TINY = {
     "train": dict(
         max_steps=2, batch_size=4, warmup_steps=0, max_length=32, logging_steps=1, eval_steps=1
     ),
-    "evaluate": dict(n=3, bootstrap=50, entropy_tokens=1),  # ≤ generation.min_tokens
+    # entropy_tokens ≤ generation.min_tokens, rarefied budgets ≤ n × max_new_tokens
+    "evaluate": dict(n=3, bootstrap=50, entropy_tokens=1, kl_samples=2, rarefied_tokens=[8, 16]),
 }
 
 
@@ -137,6 +138,12 @@ def test_repro_writes_finite_metrics_and_is_then_up_to_date(repo):
         "diversity/entropy_unigram_fair",
         "length/mean_tokens",
         "kept_fraction",
+        "kl/mc",
+        "kl/rb",
+        "length/truncated_fraction",
+        "diversity/entropy_rarefied_8",
+        "diversity/vendi",
+        "diversity/across_input_distinct_2",
     ]:
         assert math.isfinite(metrics[key]), key
     assert "entropy_fair" in (repo / "plots" / "eval_prompts.csv").read_text().splitlines()[0]
@@ -164,6 +171,8 @@ def test_mlflow_run_has_training_and_evaluation_metrics(repo):
     "change, expected",
     [
         ({"demo__evaluate__n": 4}, {"evaluate"}),
+        ({"demo__evaluate__kl_samples": 3}, {"evaluate"}),
+        ({"demo__evaluate__rarefied_tokens": [4, 8]}, {"evaluate"}),
         ({"loss": "sft"}, {"train", "evaluate"}),
         ({"beta": 0.5}, {"train", "evaluate"}),
         # `--dry` lists the stages a change invalidates directly; their downstream stages re-run

@@ -110,5 +110,5 @@ def test_the_catalogue_is_what_the_evaluation_writes():
     signs = {m.column: m.sign for m in catalogue.DIVERSITY}
     assert signs == {
         "entropy": 1, "entropy_fair": 1, "distinct_2": 1, "ead": 1, "self_bleu": -1,
-        "embedding": 1,
+        "embedding": 1, "entropy_gap": 1, "vendi": 1,
     }  # fmt: skip

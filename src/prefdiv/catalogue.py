@@ -31,7 +31,9 @@ METRICS = (
     Metric("reward_median", "reward/median", "reward median", table=False),
     Metric("reward_std", "reward/std", "reward SD within prompt", table=False),
     Metric("judge", "judge/vader_compound", "VADER judge"),
-    Metric("kl", "kl/sequence", "KL(π‖π_ref)", decimals=2, paired=True),
+    # log π − log π_ref on the diversity samples (T = 0.7, top-k, n-gram ban; EOS left out): a
+    # sampler-biased log-ratio, kept for comparison with older runs; `kl_rb` is the KL
+    Metric("kl", "kl/sequence", "log-ratio (kl/sequence)", decimals=2, paired=True),
     Metric(
         "entropy", "diversity/entropy_unigram", "unigram entropy", paired=True, role="diversity"
     ),
@@ -57,6 +59,22 @@ METRICS = (
         role="diversity",
     ),  # fmt: skip
     Metric("embedding", "diversity/embedding", "embedding div.", paired=True, role="diversity"),
+    # H(pooled unigrams) − mean H(one sample's): 0 for identical copies (duplicates seen)
+    Metric(
+        "entropy_gap",
+        "diversity/entropy_duplicate_aware",
+        "duplicate-aware entropy",
+        paired=True,
+        role="diversity",
+    ),  # fmt: skip
+    Metric("vendi", "diversity/vendi", "Vendi score", decimals=2, paired=True, role="diversity"),
+    # KL(π‖π_ref) from samples of π itself (T = 1, no top-k or n-gram ban, EOS included):
+    # Monte Carlo and the Rao–Blackwellised full-vocabulary sum, per response and per token
+    Metric("kl_mc", "kl/mc", "KL MC (π samples)", decimals=2, table=False),
+    Metric("kl_mc_per_token", "kl/mc_per_token", "KL MC per token", table=False),
+    Metric("kl_rb", "kl/rb", "KL(π‖π_ref) RB", decimals=2, paired=True),
+    Metric("kl_rb_per_token", "kl/rb_per_token", "KL RB per token", table=False),
+    Metric("kl_truncated", "kl/truncated_fraction", "KL samples at the cap", table=False),
     # the reward in SDs of its seed's reward model over the SFT policy's samples
     # (metrics/pairs.json), so that seeds with differently scaled reward models average fairly
     Metric(

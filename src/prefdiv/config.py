@@ -145,6 +145,9 @@ class EvaluateParams:
     )
     # length-fair unigram entropy: first this many tokens of each kept sample (≤ min_tokens)
     entropy_tokens: int = _spec(gt=0)
+    kl_samples: int = _spec(gt=0)  # samples per test prompt from π itself (T = 1) for the KL
+    # rarefied unigram entropy: budgets N (tokens drawn per prompt), ascending, each element > 0
+    rarefied_tokens: tuple[int, ...] = _spec(gt=0)
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,13 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if value is None:
             return None
         (typ,) = [t for t in typing.get_args(typ) if t is not type(None)]
+    if typing.get_origin(typ) is tuple:  # `tuple[int, ...]`: a non-empty YAML list
+        if not isinstance(value, list) or not value:
+            raise ParamsError(
+                f"params.yaml: {key} = {value!r} is not allowed; it must be a non-empty list"
+            )
+        (item, _) = typing.get_args(typ)
+        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
     # YAML reads `1e-3` as a string and `2` as an int: accept ints for floats, nothing looser.
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -284,7 +294,10 @@ def _build(cls: type, data: Any, prefix: str = ""):
                 continue
             raise ParamsError(f"params.yaml: missing key {key!r}")
         values[name] = _coerce(key, data[name], hints[name])
-        if values[name] is not None and not dataclasses.is_dataclass(hints[name]):
+        if isinstance(values[name], tuple):  # a list: each element within the field's range
+            for i, v in enumerate(values[name]):
+                _check_range(f"{key}[{i}]", v, f.metadata)
+        elif values[name] is not None and not dataclasses.is_dataclass(hints[name]):
             _check_range(key, values[name], f.metadata)
     return cls(**values)
 
@@ -468,6 +481,25 @@ def _check_entropy_tokens(params: Params) -> None:
             )
 
 
+def _check_rarefied(params: Params) -> None:
+    """Each budget names a metric (`diversity/entropy_rarefied_<N>`), so they are distinct, and
+    listed in ascending order; one above evaluate.n × generation.max_new_tokens, the most tokens
+    a prompt can pool, would be NaN for every prompt."""
+    for scale in SCALES:
+        s = getattr(params, scale)
+        budgets, most = s.evaluate.rarefied_tokens, s.evaluate.n * s.generation.max_new_tokens
+        key = f"{scale}.evaluate.rarefied_tokens"
+        if list(budgets) != sorted(set(budgets)):
+            raise _reject(key, list(budgets), "it must list distinct budgets in ascending order")
+        if budgets[-1] > most:
+            raise _reject(
+                key,
+                list(budgets),
+                f"every budget must be ≤ evaluate.n × generation.max_new_tokens = {most}, the "
+                "most tokens a prompt can pool: a larger one is NaN for every prompt",
+            )
+
+
 def validate(data: dict) -> Params:
     """Validate a parsed `params.yaml` mapping (the whole schema, every scale block present)."""
     if isinstance(data, dict) and data.get("scale") not in SCALES:
@@ -481,6 +513,7 @@ def validate(data: dict) -> Params:
     _check_split(params)
     _check_speed(params)
     _check_entropy_tokens(params)
+    _check_rarefied(params)
     return params
 
 

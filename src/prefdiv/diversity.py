@@ -44,6 +44,54 @@ def unigram_entropy_fair(responses: Sequence[Sequence[int]], tokens: int) -> flo
     return unigram_entropy([r[:tokens] for r in responses])
 
 
+def entropy_gap(responses: Sequence[Sequence[int]]) -> float:
+    """Duplicate-aware entropy: the entropy of the pooled unigrams minus the samples' own.
+
+    G = H(p̄) − Σ_i w_i H(p_i), p̄ = Σ_i w_i p_i, w_i = n_i / N,
+
+    with p_i the unigram distribution of response i (n_i tokens, N pooled). This is the Jensen
+    gap of the entropy, i.e. the mutual information I(S; V) between the response index S (drawn
+    with probability w) and a token V drawn from it (the generalised Jensen–Shannon divergence of
+    the p_i; Lin 1991, IEEE Trans. Inf. Theory 37(1)). G ≥ 0, G ≤ H(w) ≤ log k for k responses,
+    and G = 0 exactly when every response has the same unigram distribution, e.g. k identical
+    copies, which :func:`unigram_entropy` scores as one response's entropy. The weights are
+    token shares, not 1/k, so that G is exactly that mutual information (≥ 0) when lengths differ;
+    for equal lengths they are the plain mean over responses. Blind to order: two responses
+    that are permutations of each other count as duplicates. NaN with no tokens.
+    """
+    lengths = np.array([len(r) for r in responses], dtype=np.float64)
+    if lengths.sum() == 0:
+        return float("nan")
+    own = np.array([unigram_entropy([r]) if len(r) else 0.0 for r in responses])
+    return unigram_entropy(responses) - float(lengths @ own / lengths.sum())
+
+
+def rarefied_entropy(
+    responses: Sequence[Sequence[int]], budgets: Sequence[int], seed
+) -> list[float]:
+    """Rarefied unigram entropy: the entropy of exactly N tokens drawn from the pooled responses.
+
+    For each N in `budgets`: H of the unigram distribution of N token positions drawn uniformly
+    without replacement from the pooled responses (their concatenation): the first N of one
+    permutation `np.random.default_rng(seed).permutation(pooled length)`, so the draws of the
+    budgets are nested and a seed gives the same positions on every run. NaN for a budget above
+    the pooled length.
+
+    Rarefaction (Sanders 1968, Am. Nat. 102; Hurlbert 1971, Ecology 52) compares the diversity
+    of samples of unequal size at one common size: the entropy of N tokens is ≤ log N whatever
+    the number of responses kept and their lengths, so neither writing longer nor keeping one
+    sample more raises its ceiling (the length-fair entropy pools `tokens` per *kept* sample, so
+    a dropped sample lowers its ceiling), and unlike that metric it reads every position and sees
+    duplicate responses (their tokens repeat in the pool).
+    """
+    pool = np.fromiter((t for r in responses for t in r), dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [
+        unigram_entropy([pool[order[:n]].tolist()]) if n <= len(pool) else float("nan")
+        for n in budgets
+    ]
+
+
 def _ngrams(responses: Sequence[Sequence], n: int) -> list[tuple]:
     # n-grams never cross a response boundary
     return [tuple(r[i : i + n]) for r in responses for i in range(len(r) - n + 1)]
@@ -121,6 +169,25 @@ def embedding_diversity(embeddings: np.ndarray) -> float:
     e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     sims = [float(e[i] @ e[j]) for i, j in itertools.combinations(range(len(e)), 2)]
     return 1.0 - float(np.mean(sims))
+
+
+def vendi_score(embeddings: np.ndarray) -> float:
+    """Vendi score (Friedman & Dieng 2023, arXiv 2210.02410, Eq. 1): the effective number of
+    distinct responses, exp of the Shannon entropy of the eigenvalues λ of K/n,
+
+    VS = exp(−Σ_i λ_i log λ_i),  K_ij = cos(e_i, e_j)  (n × n, K_ii = 1, so Σ λ = 1),
+
+    1 for n identical embeddings, n for n orthogonal ones. A few lines of numpy, the paper's
+    definition with the cosine kernel (the PyPI `vendi_score` package is not a dependency).
+    Its range grows with n, so compare it at equal sample counts. NaN with no rows.
+    """
+    if len(embeddings) == 0:
+        return float("nan")
+    e = np.asarray(embeddings, dtype=np.float64)  # float32 rounding would blur the small λ
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    lam = np.linalg.eigvalsh(e @ e.T / len(e))
+    lam = lam[lam > 0]  # rounding leaves tiny negative eigenvalues of a PSD matrix; 0 log 0 = 0
+    return float(np.exp(-(lam * np.log(lam)).sum()))
 
 
 def bootstrap_ci(values: Sequence[float], *, n_resamples: int, seed: int) -> tuple[float, float]:

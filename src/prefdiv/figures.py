@@ -133,14 +133,19 @@ def reward_entropy_figure(
 
 
 def reward_kl_figure(exps: dict[str, Pooled], path: Path) -> None:
-    """Reward vs KL, one point per record, coloured by its `level` (black: none)."""
+    """Reward vs KL, one point per record, coloured by its `level` (black: none). KL: `kl/rb`
+    (from samples of π itself) when every record has it, else the older `kl/sequence` (a
+    log-ratio on the tempered diversity samples, biased; docs/metrics.md)."""
+    rb = bool(exps) and all("kl/rb" in e.metrics for e in exps.values())
+    x = "kl/rb" if rb else "kl/sequence"
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, e in exps.items():
         lvl = e.level
-        _point(
-            ax, e, "kl/sequence", "reward/mean", name, color="black" if lvl is None else f"C{lvl}"
-        )
-    ax.set_xlabel("KL(π‖π_ref), nats per response (sequence-level estimate)")
+        _point(ax, e, x, "reward/mean", name, color="black" if lvl is None else f"C{lvl}")
+    ax.set_xlabel(
+        "KL(π‖π_ref), nats per response, from samples of π (Rao–Blackwellised)" if rb
+        else "log π − log π_ref on the diversity samples, nats per response (kl/sequence)"
+    )  # fmt: skip
     ax.set_ylabel("mean reward (positive logit)")
     ax.set_title("Reward–KL frontier (colour = level)")
     ax.grid(alpha=0.3)

@@ -23,7 +23,7 @@ from prefdiv.markdown import head, row
 from prefdiv.paired import fmt_cell, fmt_difference
 from prefdiv.plan import Plan
 
-KL = "kl/sequence"  # the frontier's x: KL(π‖π_ref) per response, nats
+KL = "kl/rb"  # the frontier's x: KL(π‖π_ref) per response from samples of π (Rao–Blackwellised)
 REWARD = "reward/standardised"  # the matched-reward x: reward in its seed's SD units
 VIEWS = {"KL": KL, "reward": REWARD}  # "at matched <view>"
 
