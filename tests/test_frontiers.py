@@ -63,3 +63,14 @@ def test_pareto_keeps_the_non_dominated_points():
     div = [5.0, 4.0, 4.5, 3.0, 3.5]  # reward–diversity: both higher is better
     keep = frontiers.pareto(div, reward, minimise_x=False)
     assert sorted(keep.tolist()) == [0, 1, 2, 4]
+
+
+def test_the_band_is_a_t_interval_over_the_seeds_reaching_each_kl():
+    c = frontiers.curves(_family([1, 2, 4], offset=1.0, seeds=range(3), noise=0.0))
+    mean, low, high = frontiers.band(c, [1.5, 4.15, 9.0])
+    per_seed = [c[s].at(1.5) for s in range(3)]
+    assert mean[0] == pytest.approx(np.mean(per_seed)) and low[0] < mean[0] < high[0]
+    # 4.15 is inside seed 1's and seed 2's ranges (4.2, 4.4) only; 9 in none
+    assert np.isfinite(mean[1]) and np.isnan(mean[2])
+    one = frontiers.band({0: c[0]}, [1.5])  # one seed: its curve, no band
+    assert one[0][0] == pytest.approx(c[0].at(1.5)) and np.isnan(one[1][0])

@@ -124,13 +124,16 @@ def matched(a: dict[int, Curve], b: dict[int, Curve], at: list[float]) -> list[M
 
 def band(curves: dict[int, Curve], xs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, low, high) over seeds of the curves at each x of `xs`: the t interval over the
-    seeds whose curve reaches x, NaN where fewer than two do (a figure's line and seed band)."""
+    seeds whose curve reaches x (a figure's line and seed band); with one seed there, its curve
+    and no band; NaN where none reaches."""
     mean, low, high = (np.full(len(xs), np.nan) for _ in range(3))
     for i, x in enumerate(xs):
         ys = [c.at(x) for c in curves.values()]
         ys = [y for y in ys if np.isfinite(y)]
         if len(ys) >= 2:
             mean[i], low[i], high[i] = stats.t_interval(ys)
+        elif ys:
+            mean[i] = ys[0]
     return mean, low, high
 
 
