@@ -196,6 +196,12 @@ def _to_retry(names: list[str]) -> list[str]:
     return unfinished(names, experiments.show(), failed_in_queue(tasks))
 
 
+def _head() -> str | None:
+    """The commit queued experiments are based on (None outside a git repository)."""
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def enqueue(todo: list[str], wanted: dict[str, dict], extra: list[str] = ()) -> None:
     """Queue the experiments `todo` with their settings (`wanted`: name → settings), replacing
     any experiment of the same name (`exp run -f` would also force every stage) and dropping the
@@ -218,10 +224,11 @@ def run_queue(jobs: int = 1, gpus: list[str] | None = None) -> None:
         subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
 
 
-def outcome(names: list[str], minutes: float) -> int:
+def outcome(names: list[str], minutes: float, rev: str | None = None) -> int:
     """Print how many of `names` succeeded and, on stderr, :func:`failure_report` with each
-    failed experiment's log tail; 1 if any failed, else 0."""
-    failed = unfinished(names, experiments.show(), failed_in_queue())
+    failed experiment's log tail; 1 if any failed, else 0. `rev`: the commit they were queued
+    from (a commit made while they ran would otherwise hide them from `dvc exp show`)."""
+    failed = unfinished(names, experiments.show(rev), failed_in_queue())
     print(
         f"grid: {len(names) - len(failed)}/{len(names)} experiments succeeded in {minutes:.1f} min"
     )
@@ -262,9 +269,10 @@ def run_grid(
     if retry_failed:
         print(f"grid: retrying {len(todo)} of {len(names)} experiments: {', '.join(todo)}")
     start = time.time()
+    baseline = _head()  # the experiments hang off it, whatever is committed meanwhile
     enqueue(todo, wanted, extra)
     if queue_only:
         print(f"queued {len(todo)} experiments; run them with `dvc queue start -j N`")
         return 0
     run_queue(jobs, gpus)
-    return outcome(names, (time.time() - start) / 60)
+    return outcome(names, (time.time() - start) / 60, baseline)
