@@ -54,8 +54,8 @@ def family_key(params: dict) -> tuple | None:
 
 
 def _label(loss: str, options: tuple) -> str:
-    shown = {"alpha": "α", "label_smoothing": "ε"}
-    opts = ", ".join(f"{shown.get(k, k)}={v:g}" for k, v in options)
+    """`alpha (α=0.3)`, `cdpo (ε=0.15)`, `sigmoid`: the options as every table writes them."""
+    opts = names.describe({"loss": loss, "beta": None, **dict(options)})[1]
     return f"{loss} ({opts})" if opts else loss
 
 

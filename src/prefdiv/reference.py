@@ -158,11 +158,8 @@ def judge(cells: list[dict], plan: Plan) -> list[dict]:
         r["p_adjusted"] = float(p_adj)
     for r in rows:
         r.setdefault("p_adjusted", float("nan"))
-        decisive = r["candidate"] in ("holds", "reversed")
-        r["verdict"] = (
-            r["candidate"] if not decisive else r["candidate"] if r["p_adjusted"] < plan.alpha
-            else "inconclusive"
-        )  # fmt: skip
+        lost = r["candidate"] in ("holds", "reversed") and not r["p_adjusted"] < plan.alpha
+        r["verdict"] = "inconclusive" if lost else r["candidate"]
     return rows
 
 
