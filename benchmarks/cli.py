@@ -75,11 +75,17 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
 def study_command(args: argparse.Namespace) -> None:
     """Stage timings of the active scale on a slice, plain path vs fast paths, and projections."""
     from benchmarks import random_init, study
-    from prefdiv import grid, load
+    from prefdiv import grid, load, sweep
 
     params = config.load(args.params)
     s = params.active
-    sizes = study.study_sizes(params, len(grid.load_grid(args.grid)), args.study_steps)
+    levels = grid.load_grid(args.grid)
+    whole = sweep.with_frontier(levels, grid.load_frontier(args.grid))
+    trained = [len([c for c in g.values() if c["loss"] != "sft"]) for g in (levels, whole)]
+    sizes = study.study_sizes(
+        params, trained[0], args.study_steps, n_frontier=trained[1],
+        n_seeds=len(grid.grid_seeds(args.grid)),
+    )  # fmt: skip
     result = {"params": {"scale": params.scale, "speed": vars(s.speed)}, "study": sizes}
     train = files.read_jsonl(args.prompts)[: args.n_train]
     test = files.read_jsonl(args.test_prompts)[: args.n_test]

@@ -78,13 +78,17 @@ def continuation_lengths(tokenizer, texts: list[str], prompt_tokens: int, max_ne
 
 
 def cut(samples: list[list[dict]], tokenizer, lengths: list[int], *, seed: int):
-    """`samples` with every response cut to a length drawn from `lengths` (seeded)."""
+    """`samples` with every response cut to a length drawn from `lengths` (seeded); a response
+    the cut shortened ends there as if it had emitted EOS (IMDB reviews end), so it is truncated
+    only if it was and stays as long."""
     rng = random.Random(seed)
     out = []
     for responses in samples:
         kept = []
         for r in responses:
             ids = r["token_ids"][: rng.choice(lengths)]
-            kept.append({"token_ids": ids, "text": tokenizer.decode(ids, skip_special_tokens=True)})
+            truncated = r["truncated"] and len(ids) == len(r["token_ids"])
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            kept.append({"token_ids": ids, "text": text, "truncated": truncated})
         out.append(kept)
     return out

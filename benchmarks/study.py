@@ -22,9 +22,13 @@ from prefdiv.config import Params, SpeedParams
 from prefdiv.errors import UserError
 
 
-def study_sizes(params: Params, n_methods: int, steps: int | None = None) -> dict:
+def study_sizes(
+    params: Params, n_methods: int, steps: int | None = None, n_frontier: int = 0, n_seeds: int = 1
+) -> dict:
     """The full study's sizes: `{"n_train", "n_test"}` prompts of the active scale,
-    `n_methods`, and `steps` per method (default: `train.max_steps`)."""
+    `n_methods` trained configurations of the levels (SFT, which trains nothing, not counted) and
+    `n_frontier` of the levels and the β frontier together (`prefdiv grid --frontier`), each at
+    `n_seeds` seeds, and `steps` per method (default: `train.max_steps`)."""
     s = params.active
     steps = steps or s.train.max_steps
     if steps is None:
@@ -33,7 +37,7 @@ def study_sizes(params: Params, n_methods: int, steps: int | None = None) -> dic
             "--study-steps, the optimiser steps per method to project"
         )
     n = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test}
-    return n | {"n_methods": n_methods, "steps": steps}
+    return n | {"n_methods": n_methods, "n_frontier": n_frontier, "n_seeds": n_seeds, "steps": steps}
 
 
 def _timed(fn):
@@ -166,7 +170,9 @@ def evaluate_timings(
 def project(sampled: dict, r: dict, params: Params, study: dict) -> dict:
     """The full study's minutes from slice rates: sampling, scoring, tokenising and reference
     log-probs once (every method trains on the same pairs, cached); per method, compilation,
-    `steps` optimiser steps and one evaluation; plus the SFT policy's evaluation."""
+    `steps` optimiser steps and one evaluation; plus the SFT policy's evaluation. One seed of the
+    levels (`projected_study_h`), and the levels with the β frontier at every seed
+    (`projected_frontier_h`, GPU-hours on one GPU: each seed repeats the upstream once)."""
     s = params.active
     once = study["n_train"] * (sampled["sample_s_per_prompt"] + s.sample.k / r["score_texts_per_s"])
     once += study["n_train"] * r["n_pairs_per_prompt"] / r["setup_pairs_per_s"]
@@ -178,6 +184,9 @@ def project(sampled: dict, r: dict, params: Params, study: dict) -> dict:
         "projected_evaluate_min_per_method": eval_s / 60,
         "projected_min_per_method": (train_s + eval_s) / 60,
         "projected_study_h": (once + study["n_methods"] * (train_s + eval_s) + eval_s) / 3600,
+        "projected_frontier_h": study["n_seeds"]
+        * (once + study["n_frontier"] * (train_s + eval_s) + eval_s)
+        / 3600,
     }
 
 

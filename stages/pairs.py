@@ -1,4 +1,5 @@
-"""Stage `pairs`: every pair of scored samples of a prompt → (chosen, rejected); ties dropped."""
+"""Stage `pairs`: scored samples of a prompt → (chosen, rejected) pairs, ties dropped: every pair
+(`pair_strategy: all`) or DivPO's one (`divpo`)."""
 
 import argparse
 
@@ -16,7 +17,9 @@ def main() -> None:
     params = config.load(args.params)
     p = params.active.pairs
 
-    all_pairs, counts = pairs.make_pairs(files.read_jsonl(args.scored), p.min_margin)
+    all_pairs, counts = pairs.make_pairs(
+        files.read_jsonl(args.scored), p.min_margin, params.pair_strategy, params.divpo_rho
+    )
     train, val = pairs.split_by_prompt(
         all_pairs, p.val_fraction, seed=params.seed, max_val=p.max_val_pairs
     )

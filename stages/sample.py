@@ -20,7 +20,7 @@ def main() -> None:
     prompts = [data.truncate_prompt(tokenizer, r["text"], s.prompts.prompt_tokens) for r in rows]
     samples = sampling.sample(
         model, tokenizer, prompts, n=s.sample.k, gen=s.generation, seed=params.seed, desc="sample",
-        static=s.speed.static_decode,
+        static=s.speed.static_decode, logp=True,  # logp: DivPO's pairs rank by −log π_SFT(y)
     )  # fmt: skip
     out = sampling.sample_rows(rows, prompts, samples, s.generation.min_tokens)
     n_kept = sum(len(r["responses"]) for r in out)

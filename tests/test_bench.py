@@ -11,7 +11,7 @@ import yaml
 from conftest import REVIEWS
 
 from benchmarks import cli, sampling, training
-from prefdiv import config, files, grid, trainer
+from prefdiv import config, files, grid, sweep, trainer
 from prefdiv.config import GenerationParams
 from prefdiv.errors import UserError
 
@@ -117,13 +117,20 @@ def test_study_random_init_times_both_paths_and_projects(tmp_path, monkeypatch):
     args += ["--train-steps", "6", "--n-reference", "2", "--grid", str(ROOT / "grid.yaml")]
     assert cli.main([*args, "--out", str(out), "--profile", str(profile)]) == 0
     r = json.loads(out.read_text())
-    n_methods = len(grid.load_grid(ROOT / "grid.yaml"))
+    levels = grid.load_grid(ROOT / "grid.yaml")
+    n_methods = len([c for c in levels.values() if c["loss"] != "sft"])  # SFT trains nothing
+    whole = sweep.with_frontier(levels, grid.load_frontier(ROOT / "grid.yaml"))
+    n_frontier = len([c for c in whole.values() if c["loss"] != "sft"])
+    n_seeds = len(grid.grid_seeds(ROOT / "grid.yaml"))
     assert r["study"] == {
         "n_train": paper["prompts"]["n_train"],
         "n_test": paper["prompts"]["n_test"],
         "n_methods": n_methods,
+        "n_frontier": n_frontier,
+        "n_seeds": n_seeds,
         "steps": paper["train"]["max_steps"],
     }
+    assert n_seeds >= 5 and n_frontier > n_methods
     assert r["params"]["speed"]["compile"] is True
     assert r["plain"]["reference_loop_tokens_per_s"] > 0
     for path in ("plain", "fast"):
@@ -147,6 +154,13 @@ def test_study_random_init_times_both_paths_and_projects(tmp_path, monkeypatch):
                 + v["projected_evaluate_min_per_method"]
             )
             assert v["projected_study_h"] * 60 == pytest.approx(study)
+            # the frontier: every seed repeats the upstream, then its configurations
+            frontier = n_seeds * (
+                v["projected_once_min"]
+                + n_frontier * per_method
+                + v["projected_evaluate_min_per_method"]
+            )
+            assert v["projected_frontier_h"] * 60 == pytest.approx(frontier)
         # cut to real continuation lengths: never longer than sampled
         lengths = r[path]["imdb_lengths"]["mean_new_tokens"]
         assert lengths <= r[path]["max_length"]["mean_new_tokens"]

@@ -7,7 +7,10 @@ import pytest
 from prefdiv import cli, experiments, grid, report, sweep
 from prefdiv.errors import UserError
 
-GRID = "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
+GRID = (
+    "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5, hdpo_alpha: 1.0, "
+    "simpo_ratio: 0.5, pair_strategy: all, divpo_rho: 0.3}\n"
+)
 GRID += "experiments: {a: {loss: sft}}\n"
 
 

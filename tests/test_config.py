@@ -227,6 +227,11 @@ def test_stage_fails_fast_on_bad_params(tmp_path, raw):
         ({"loss": "ipo", "beta": 0.0, "beta_end": 0.01}, ["beta = 0.0", "loss=ipo", "> 0"]),
         ({"loss": "sigmoid", "beta": -1.0, "beta_end": 1.0}, ["beta = -1.0", "≥ 0"]),
         ({"loss": "sigmoid", "beta": 0.0, "beta_end": 0.0}, ["beta_end = 0.0", "> 0"]),
+        ({"loss": "exo_pair", "label_smoothing": 0.0}, ["loss=exo_pair", "label_smoothing=0.001"]),
+        ({"loss": "hdpo", "hdpo_alpha": 0.0}, ["hdpo_alpha = 0.0", "> 0"]),
+        ({"loss": "simpo", "simpo_ratio": -0.5}, ["simpo_ratio = -0.5", "≥ 0"]),
+        ({"pair_strategy": "best"}, ["pair_strategy = 'best'", "all", "divpo"]),
+        ({"pair_strategy": "divpo", "divpo_rho": 0.6}, ["divpo_rho = 0.6", "(0, 0.5]"]),
     ],
 )
 def test_loss_options_are_range_checked(raw, change, must_say):
@@ -243,6 +248,11 @@ def test_loss_options_are_range_checked(raw, change, must_say):
         {"loss": "ipo", "beta": 1.0, "beta_end": 0.01},  # the study's IPO annealing
         {"loss": "alpha", "alpha": 0.3},
         {"loss": "cdpo", "label_smoothing": 0.15},
+        {"loss": "hdpo", "hdpo_alpha": 1.5},  # level 4
+        {"loss": "chipo"},
+        {"loss": "exo_pair", "label_smoothing": 0.001},
+        {"loss": "simpo", "beta": 2.0, "simpo_ratio": 0.5},
+        {"loss": "sigmoid", "pair_strategy": "divpo", "divpo_rho": 0.3},
     ],
 )
 def test_grid_configurations_are_accepted(raw, change):

@@ -10,7 +10,10 @@ from prefdiv.config import EXPERIMENT_KEYS
 from prefdiv.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS = "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
+DEFAULTS = (
+    "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5, hdpo_alpha: 1.0, "
+    "simpo_ratio: 0.5, pair_strategy: all, divpo_rho: 0.3}\n"
+)
 
 
 def _settings(cmd: list[str]) -> dict[str, str]:
@@ -22,7 +25,7 @@ def _settings(cmd: list[str]) -> dict[str, str]:
 def test_grid_queues_every_configuration_with_the_extra_settings():
     configs = grid.load_grid(ROOT / "grid.yaml")
     cmds = sweep.queue_commands(configs, ["scale=paper"])
-    assert len(cmds) == len(configs) == 14
+    assert len(cmds) == len(configs) == 20  # the reference study's 14 and level 4's 6
     for name, cmd in zip(configs, cmds, strict=True):
         assert cmd[:6] == ["dvc", "exp", "run", "--queue", "-n", f"{name}-s0"]
         assert cmd[-2:] == ["-S", "scale=paper"] and "-S" in cmd[6:-2]  # keys, then the extra
@@ -65,7 +68,7 @@ def test_names_split_back_into_configuration_and_seeds():
 
 
 def test_grid_file_seeds_are_the_default_and_checked(tmp_path):
-    assert grid.grid_seeds(ROOT / "grid.yaml") == [0, 1, 2]
+    assert grid.grid_seeds(ROOT / "grid.yaml") == [0, 1, 2, 3, 4]
     bad = tmp_path / "grid.yaml"
     bad.write_text("seeds: [0, 1, 1]\nexperiments: {a: {loss: sft}}\n")
     with pytest.raises(UserError, match=r"grid.yaml: seeds: 1 is given twice"):
@@ -149,11 +152,14 @@ def test_levels_come_from_where_each_configuration_sits_in_the_file(tmp_path):
     assert not any("level" in a for c in sweep.queue_commands(configs) for a in c)
 
 
-def test_the_study_grid_keeps_its_names_and_three_levels():
+def test_the_study_grid_keeps_its_names_and_four_levels():
     """The committed reports and README tables name the configurations `l<level>-…`."""
     levels = grid.load_levels(ROOT / "grid.yaml")
-    assert levels.titles == {1: "SFT, SLiC-HF, DPO", 2: "f-DPO", 3: "IPO, cDPO, β anneal"}
-    assert len(levels.configs) == 14
+    assert levels.titles == {
+        1: "SFT, SLiC-HF, DPO", 2: "f-DPO", 3: "IPO, cDPO, β anneal", 4: "diversity-aware methods"
+    }  # fmt: skip
+    assert len(levels.configs) == 20
+    assert sum(lvl < 4 for lvl in levels.configs.values()) == 14  # the reference study's
     assert all(name.startswith(f"l{lvl}-") for name, lvl in levels.configs.items())
 
 
@@ -176,6 +182,7 @@ def test_the_frontier_sweeps_beta_per_loss_and_skips_what_the_levels_run(tmp_pat
     assert len(found) == 5 + 6 + 5
     assert found["fr-ipo-b0.01"] == {
         "beta": 0.01, "beta_end": None, "label_smoothing": 0.0, "alpha": 0.5, "loss": "ipo",
+        "hdpo_alpha": 1.0, "simpo_ratio": 0.5, "pair_strategy": "all", "divpo_rho": 0.3,
     }  # fmt: skip
     assert found["fr-alpha-03-b3"]["alpha"] == 0.3
     whole = sweep.with_frontier(grid.load_grid(path), found)
@@ -208,3 +215,23 @@ def test_a_bad_frontier_is_one_user_error(tmp_path, block, must_say):
     path.write_text(DEFAULTS + "experiments: {a: {loss: sft}}\n" + block)
     with pytest.raises(UserError, match=must_say):
         grid.load_frontier(path)
+
+
+def test_level4_options_make_their_own_configurations():
+    """H-DPO's α, SimPO's γ/β, EXO's ε and DivPO's pairs are part of a configuration; an option a
+    loss does not read is not (α_H set on a DPO run changes nothing)."""
+    base = {"loss": "sigmoid", "beta": 0.1, "beta_end": None, "hdpo_alpha": 1.2}
+    assert names.settings_key(base) == names.settings_key({**base, "hdpo_alpha": 1.0})
+    divpo = {**base, "pair_strategy": "divpo", "divpo_rho": 0.3}
+    assert names.settings_key(divpo) != names.settings_key({**base, "pair_strategy": "all"})
+    assert names.settings_key({**base, "pair_strategy": "all"}) == names.settings_key(base)
+    assert names.describe(divpo) == ("0.1", "divpo ρ=0.3")
+    hdpo = {**base, "loss": "hdpo"}
+    assert names.describe(hdpo) == ("0.1", "α_H=1.2")
+    assert names.settings_key(hdpo) != names.settings_key({**hdpo, "hdpo_alpha": 1.5})
+    exo = {"loss": "exo_pair", "beta": 0.1, "label_smoothing": 0.001}
+    assert names.describe(exo) == ("0.1", "ε=0.001")
+    assert names.describe({"loss": "simpo", "beta": 2.0, "simpo_ratio": 0.5}) == ("2.0", "γ/β=0.5")
+    # an experiment from before these keys existed is still the configuration it was
+    old = {"loss": "cdpo", "beta": 0.1, "beta_end": None, "label_smoothing": 0.15, "alpha": 0.5}
+    assert names.settings_key(old) == ("cdpo", 0.1, (("label_smoothing", 0.15),))

@@ -12,13 +12,21 @@ from prefdiv.losses import (
     LOSSES,
     alpha_divergence,
     cdpo,
+    exo_pair,
     fkl,
     get_loss,
+    hdpo,
     linear_beta,
     sigmoid,
+    simpo,
 )
 
-ALL_OPTIONS = {"label_smoothing": 0.1, "alpha": 0.5}
+# Lengths as 1-element integer tensors: they broadcast over any batch and, integer, keep the
+# log-probs' dtype (as the trainer's completion-mask sums do).
+LENGTHS = {"chosen_lengths": torch.tensor([2]), "rejected_lengths": torch.tensor([4])}
+ALL_OPTIONS = {
+    "label_smoothing": 0.1, "alpha": 0.5, "hdpo_alpha": 1.5, "simpo_ratio": 0.2, **LENGTHS
+}  # fmt: skip
 
 
 def _t(*xs: float) -> torch.Tensor:
@@ -58,17 +66,45 @@ def _expected(name: str, rw: float, rl: float) -> float:
         fw = (1 - math.exp(rw) ** -a) / a
         fl = (1 - math.exp(rl) ** -a) / a
         return -_logsig(b * (fw - fl))
+    if name == "chipo":  # φ(u) = u + log u
+        return -_logsig(b * ((math.exp(rw) + rw) - (math.exp(rl) + rl)))
+    if name == "exo_pair":  # KL((σ(βh), σ(−βh)) ‖ (1 − ε, ε))
+        eps, q = ALL_OPTIONS["label_smoothing"], 1 / (1 + math.exp(-b * h))
+        return q * math.log(q / (1 - eps)) + (1 - q) * math.log((1 - q) / eps)
     raise AssertionError(name)
+
+
+def _expected_raw(name: str, pc: float, pr: float, rc: float, rr: float) -> tuple:
+    """(loss, chosen reward, rejected reward) of the losses whose logit is not a function of ρ."""
+    b = BETA
+    if name == "hdpo":
+        a = ALL_OPTIONS["hdpo_alpha"]
+        cw, cl = b * (a * pc - rc), b * (a * pr - rr)
+    elif name == "simpo":
+        cw, cl = b * pc / 2, b * pr / 4  # LENGTHS
+    else:
+        raise AssertionError(name)
+    margin = b * ALL_OPTIONS["simpo_ratio"] if name == "simpo" else 0.0
+    return -_logsig(cw - cl - margin), cw, cl
+
+
+RAW = {"hdpo", "simpo"}  # their logits are not functions of the log-ratios ρ alone
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_values_match_hand_computed_formula(name):
     losses, chosen_r, rejected_r = get_loss(name)(PC, PR, RC, RR, beta=BETA, **ALL_OPTIONS)
     assert losses.shape == chosen_r.shape == rejected_r.shape == (2,)
-    expected = torch.tensor([_expected(name, rw, rl) for rw, rl in RHO], dtype=torch.float64)
+    if name in RAW:
+        inputs = zip(*(x.tolist() for x in (PC, PR, RC, RR)), strict=True)
+        rows = [_expected_raw(name, *v) for v in inputs]
+        expected, want_c, want_r = (_t(*col) for col in zip(*rows, strict=True))
+    else:
+        expected = _t(*(_expected(name, rw, rl) for rw, rl in RHO))
+        want_c, want_r = BETA * _t(0.5, -1.0), BETA * _t(-0.8, 0.5)
     torch.testing.assert_close(losses, expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(chosen_r, BETA * _t(0.5, -1.0))
-    torch.testing.assert_close(rejected_r, BETA * _t(-0.8, 0.5))
+    torch.testing.assert_close(chosen_r, want_c)
+    torch.testing.assert_close(rejected_r, want_r)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -149,14 +185,15 @@ def test_finite_at_extreme_log_ratios_float32(name, alpha):
     ]
     for beta in (0.1, 1.0, 5.0):
         losses, chosen_r, rejected_r = get_loss(name)(
-            *inputs, beta=beta, label_smoothing=0.2, alpha=alpha
+            *inputs, beta=beta, label_smoothing=0.2, alpha=alpha, **LENGTHS
         )
         assert losses.dtype == torch.float32
         assert torch.isfinite(losses).all(), losses
         assert torch.isfinite(chosen_r).all() and torch.isfinite(rejected_r).all()
-        grads = torch.autograd.grad(losses.sum(), inputs)
+        # allow_unused: SimPO reads no reference log-probs
+        grads = torch.autograd.grad(losses.sum(), inputs, allow_unused=True)
         for g in grads:
-            assert torch.isfinite(g).all(), g
+            assert g is None or torch.isfinite(g).all(), g
 
 
 @pytest.mark.parametrize("name", ["fkl", "alpha"])
@@ -190,7 +227,46 @@ def test_get_loss_unknown_name_lists_allowed_names():
 
 
 def test_registry_keys():
-    assert set(LOSSES) == {"sigmoid", "hinge", "ipo", "cdpo", "fkl", "jsd", "alpha"}
+    assert set(LOSSES) == {
+        "sigmoid", "hinge", "ipo", "cdpo", "fkl", "jsd", "alpha",  # levels 1–3
+        "hdpo", "chipo", "exo_pair", "simpo",  # level 4
+    }  # fmt: skip
+
+
+def test_hdpo_at_alpha_one_is_dpo_and_alpha_weighs_the_policy_term_only():
+    gen = torch.Generator().manual_seed(4)
+    args = [torch.randn(16, generator=gen, dtype=torch.float64) * 3 for _ in range(4)]
+    torch.testing.assert_close(
+        hdpo(*args, beta=0.3, hdpo_alpha=1.0)[0], sigmoid(*args, beta=0.3)[0]
+    )
+    # α multiplies the policy log-probs, not the reference's: hdpo(2·pc, 2·pr; α = 0.5) = DPO
+    pc, pr, rc, rr = args
+    torch.testing.assert_close(
+        hdpo(2 * pc, 2 * pr, rc, rr, beta=0.3, hdpo_alpha=0.5)[0], sigmoid(*args, beta=0.3)[0]
+    )
+
+
+def test_simpo_ignores_the_reference_and_normalises_by_length():
+    pc, pr = _t(-6.0, -2.0), _t(-8.0, -9.0)
+    a = simpo(pc, pr, _t(0.0, 0.0), _t(0.0, 0.0), beta=2.0, simpo_ratio=0.5, **LENGTHS)[0]
+    b = simpo(pc, pr, _t(-50.0, 3.0), _t(7.0, -1.0), beta=2.0, simpo_ratio=0.5, **LENGTHS)[0]
+    torch.testing.assert_close(a, b)
+    # a response twice as long with the same mean token log-prob has the same reward
+    long = {"chosen_lengths": torch.tensor([4]), "rejected_lengths": torch.tensor([8])}
+    torch.testing.assert_close(simpo(2 * pc, 2 * pr, pc, pr, beta=2.0, **long)[0], simpo(
+        pc, pr, pc, pr, beta=2.0, **LENGTHS)[0])  # fmt: skip
+    with pytest.raises(ValueError, match="lengths"):
+        simpo(pc, pr, pc, pr, beta=2.0)
+
+
+def test_exo_pair_is_smallest_where_the_pair_probability_is_the_target():
+    # KL(q ‖ p) = 0 exactly when σ(βh) = 1 − ε, i.e. h = log((1 − ε)/ε) / β
+    eps, beta = 1e-3, 0.5
+    h = torch.linspace(0, 30, 3001, dtype=torch.float64)
+    zeros = torch.zeros_like(h)
+    losses = exo_pair(h, zeros, zeros, zeros, beta=beta, label_smoothing=eps)[0]
+    assert h[losses.argmin()].item() == pytest.approx(math.log((1 - eps) / eps) / beta, abs=0.01)
+    assert losses.min().item() == pytest.approx(0.0, abs=1e-6)  # on a grid of step 0.01
 
 
 def test_option_validation():
@@ -199,6 +275,10 @@ def test_option_validation():
         cdpo(x, x, x, x, beta=0.1, label_smoothing=0.7)
     with pytest.raises(ValueError):
         alpha_divergence(x, x, x, x, beta=0.1, alpha=0.0)
+    with pytest.raises(ValueError):
+        hdpo(x, x, x, x, beta=0.1, hdpo_alpha=0.0)
+    with pytest.raises(ValueError):
+        exo_pair(x, x, x, x, beta=0.1, label_smoothing=0.0)
 
 
 # --- parity with TRL -------------------------------------------------------------------------
@@ -226,8 +306,9 @@ class _FakeModel:
 
 
 def _trl_loss(
-    policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, f_div, coef
-):
+    policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, f_div, coef,
+    label_smoothing=0.0,
+):  # fmt: skip
     trl_dpo = pytest.importorskip("trl.trainer.dpo_trainer")
     b = policy_chosen.shape[0]
     seq = 3  # input length 4 -> 3 shifted positions; one completion token per response
@@ -252,7 +333,7 @@ def _trl_loss(
         loss_types=[loss_type],
         loss_weights=[1.0],
         beta=beta,
-        label_smoothing=0.0,
+        label_smoothing=label_smoothing,
         use_weighting=False,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         _total_train_tokens=0,
@@ -282,6 +363,9 @@ def _trl_loss(
         # TRL f'(t) = (t^(c-1) - 1)/(c-1) with c = 1 - alpha equals ours
         ("alpha", "sigmoid", "alpha_divergence", {"alpha": 0.3}),
         ("alpha", "sigmoid", "alpha_divergence", {"alpha": 0.8}),
+        # EXO, Eq. (16) of arXiv 2402.00856 with the paper's ε = 1e-3
+        ("exo_pair", "exo_pair", "reverse_kl", {"label_smoothing": 1e-3}),
+        ("exo_pair", "exo_pair", "reverse_kl", {"label_smoothing": 0.05}),
     ],
 )
 def test_matches_trl(name, loss_type, f_div, options):
@@ -298,8 +382,9 @@ def test_matches_trl(name, loss_type, f_div, options):
 
     pc_trl = policy_chosen.clone().requires_grad_()
     trl_loss, metrics = _trl_loss(
-        pc_trl, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, f_div, coef
-    )
+        pc_trl, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, f_div, coef,
+        options.get("label_smoothing", 0.0),
+    )  # fmt: skip
     (trl_grad,) = torch.autograd.grad(trl_loss, pc_trl)
 
     pc = policy_chosen.clone().requires_grad_()

@@ -5,7 +5,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from prefdiv import grid, matched, report
+from prefdiv import grid, matched, replicates, report
 from prefdiv.experiments import EVAL, PAIRS, Experiment
 from prefdiv.plan import Plan
 
@@ -86,3 +86,45 @@ def test_no_frontier_no_section(tmp_path):
     exps = {n: e for n, e in study().items() if "fr-" not in n}  # β = 0.1 only
     md = report.compare(exps, tmp_path, LEVELS, analysis=PLAN).read_text()
     assert "matched KL" not in md and not (tmp_path / "frontiers.png").exists()
+
+
+def _level4(seeds, gain):
+    """DPO and an H-DPO family (level 4) over β: H-DPO `gain` EAD above DPO at every KL, with the
+    same reward at equal KL."""
+    rng = np.random.default_rng(1)
+    exps = dict(_run(f"l1-sft-s{s}", "sft", 0.1, s, 0.0, 0.85, 0.3) for s in seeds)
+    for s in seeds:
+        for beta in (0.03, 0.1, 0.3, 1.0, 3.0):
+            kl = 3.0 / beta * (1 + 0.05 * s)
+            for loss, extra in (("sigmoid", 0.0), ("hdpo", gain)):
+                ead = 0.85 - 0.003 * kl + extra + rng.normal(0, 1e-4)
+                name, e = _run(f"{loss}-b{beta:g}-s{s}", loss, beta, s, kl, ead, 0.3 + 0.08 * kl)
+                if loss == "hdpo":
+                    e.params["hdpo_alpha"] = 1.2
+                exps[name] = e
+    return exps
+
+
+LEVELS4 = grid.Levels(
+    {1: "classics", 4: "diversity-aware"},
+    {},
+    {("sigmoid", 0.1, ()): 1, ("hdpo", 0.1, (("hdpo_alpha", 1.2),)): 4},
+)
+
+
+@pytest.mark.parametrize(("seeds", "gain", "verdict"), [
+    (range(5), 0.01, "holds"), (range(5), 0.0, "inconclusive"), (range(3), 0.01, "too few seeds"),
+])  # fmt: skip
+def test_level4_is_judged_against_dpo_at_matched_reward(seeds, gain, verdict):
+    exps, _ = replicates.standardise(_level4(seeds, gain))  # as `prefdiv compare` does
+    fams, sft = matched.families(exps, LEVELS4)
+    plan = Plan(0.05, 5, {matched.LEVEL4: "ead"}, {"ead": 0.01})
+    rows = matched.level4_at("reward", fams, sft["demo"], "demo", plan)
+    (ead,) = [r for r in rows if r["column"] == "ead"]
+    assert ead["claim"] == matched.LEVEL4 and ead["primary"]
+    assert ead["text"] == "hdpo (α_H=1.2) more diverse than sigmoid"
+    # only DPO ran of LEVEL4_AGAINST: one comparison per metric, no f-divergence invented
+    assert {(q.a, q.b) for r in rows for q in r["parts"]} == {("hdpo (α_H=1.2)", "sigmoid")}
+    if seeds == range(5):
+        assert ead["parts"][0].estimate.mean == pytest.approx(gain, abs=0.002)
+    assert ead["verdict"] == verdict

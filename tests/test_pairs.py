@@ -42,3 +42,48 @@ def test_split_by_prompt_keeps_a_prompt_on_one_side():
     assert len(train) + len(val) == len(out)
     assert {p["prompt_id"] for p in val} & {p["prompt_id"] for p in train} == set()
     assert len({p["prompt_id"] for p in val}) == 5
+
+
+def _divpo_prompt(rewards, logps, truncated=None):
+    row = _prompt("d", rewards)
+    for r, lp, t in zip(row["responses"], logps, truncated or [False] * len(logps), strict=True):
+        r |= {"logp": lp, "truncated": t}
+    return row
+
+
+def test_divpo_pairs_the_most_diverse_of_the_top_with_the_least_diverse_of_the_bottom():
+    # k = 6, ρ = 0.3: pools of ceil(1.8) = 2. Top by reward: d-0 (3.0), d-1 (2.5); bottom:
+    # d-4 (-1.0), d-5 (-2.0). D = −logp: the top's most diverse is d-1 (logp −40), the bottom's
+    # least diverse d-4 (logp −5). The middle (d-2, d-3) and the likeliest top sample never pair.
+    row = _divpo_prompt([3.0, 2.5, 1.0, 0.0, -1.0, -2.0], [-10, -40, -90, -1, -5, -20])
+    out, counts = pairs.make_pairs([row], min_margin=1e-3, strategy="divpo", rho=0.3)
+    assert [(p["chosen"], p["rejected"]) for p in out] == [("d-1", "d-4")]
+    assert counts["n_candidates"] == counts["n_pairs"] == 1
+    # with ρ small enough for pools of one, it is best vs worst by reward, whatever D says
+    out, _ = pairs.make_pairs([row], min_margin=1e-3, strategy="divpo", rho=0.1)
+    assert [(p["chosen"], p["rejected"]) for p in out] == [("d-0", "d-5")]
+
+
+def test_divpo_at_k4_uses_pools_of_two_and_a_tie_is_dropped():
+    row = _divpo_prompt([1.0, 1.0, 0.0, 0.0], [-3, -9, -2, -8])
+    out, counts = pairs.make_pairs([row], min_margin=1e-3, strategy="divpo", rho=0.3)
+    assert [(p["chosen"], p["rejected"]) for p in out] == [("d-1", "d-2")]
+    tied = _divpo_prompt([1.0, 1.0, 1.0, 1.0], [-3, -9, -2, -8])
+    out, counts = pairs.make_pairs([tied], min_margin=1e-3, strategy="divpo", rho=0.3)
+    assert out == [] and counts["n_ties"] == 1
+    assert pairs.make_pairs([_divpo_prompt([1.0], [-1])], 0.0, "divpo")[1]["n_candidates"] == 0
+
+
+def test_pairs_carry_the_truncation_of_each_response():
+    row = _divpo_prompt([2.0, 1.0, 0.0], [-1, -2, -3], truncated=[True, False, True])
+    out, _ = pairs.make_pairs([row], min_margin=0.0)
+    got = {
+        (p["chosen"], p["rejected"]): (p["chosen_truncated"], p["rejected_truncated"]) for p in out
+    }
+    assert got == {
+        ("d-0", "d-1"): (True, False),
+        ("d-0", "d-2"): (True, True),
+        ("d-1", "d-2"): (False, True),
+    }
+    with pytest.raises(ValueError, match="allowed: all, divpo"):
+        pairs.make_pairs([row], 0.0, strategy="best-vs-worst")

@@ -232,7 +232,8 @@ def test_experiment_then_plots_diff_renders_html(repo):
 
 GRID = (
     "seeds: [0]\n"  # --seeds overrides it
-    "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
+    "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5, hdpo_alpha: 1.0, "
+    "simpo_ratio: 0.5, pair_strategy: all, divpo_rho: 0.3}\n"
     "experiments:\n"
     "  g-hinge: {loss: hinge}\n"
     "  g-bad: {loss: alpha, alpha: 1.5}\n"  # rejected by params validation in the queue

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefdiv import catalogue, evaluation, names, plan, reference
+from prefdiv import catalogue, evaluation, matched, names, plan, reference
 from prefdiv.errors import UserError
 from prefdiv.plan import Plan
 
@@ -74,7 +74,7 @@ def test_claims_come_out_as_constructed():
 
 
 def test_the_plan_file_is_checked(tmp_path):
-    ids = [cid for cid, *_ in reference.CLAIMS]
+    ids = [cid for cid, *_ in reference.CLAIMS] + [matched.LEVEL4]
     found = plan.load(ROOT / "analysis.yaml", ids)
     assert found.min_seeds == 5 and found.alpha == 0.05 and set(found.primary) == set(ids)
     assert set(found.primary.values()) <= set(catalogue.BY_COLUMN)

@@ -1,3 +1,5 @@
+import pytest
+
 from prefdiv import sampling
 from prefdiv.config import GenerationParams
 
@@ -36,12 +38,16 @@ def test_keep_drops_short_responses():
 def test_sample_rows_are_the_sample_stages_rows_of_kept_responses():
     reviews = [{"id": "r7", "label": 1, "text": "full"}, {"id": "r2", "label": 0, "text": "x"}]
     samples = [
-        [{"text": "long", "token_ids": [1, 2, 3]}, {"text": "short", "token_ids": [1]}],
-        [{"text": "a", "token_ids": [4]}],
+        [
+            {"text": "long", "token_ids": [1, 2, 3], "truncated": True, "logp": -4.5},
+            {"text": "short", "token_ids": [1], "truncated": False, "logp": -1.0},
+        ],
+        [{"text": "a", "token_ids": [4], "truncated": False}],
     ]
     rows = sampling.sample_rows(reviews, ["P7", "P2"], samples, min_tokens=2)
+    long = {"text": "long", "tokens": 3, "truncated": True, "logp": -4.5}
     assert rows == [
-        {"prompt_id": "r7", "label": 1, "prompt": "P7", "responses": ["long"]},
+        {"prompt_id": "r7", "label": 1, "prompt": "P7", "responses": [long]},
         {"prompt_id": "r2", "label": 0, "prompt": "P2", "responses": []},
     ]
     assert list(rows[0]) == ["prompt_id", "label", "prompt", "responses"]  # the file's key order
@@ -173,3 +179,67 @@ def test_static_path_draws_the_same_samples_on_the_cpu(tiny_policy):
     plain = sampling.sample(model, tok, prompts, n=3, gen=gen, seed=7, desc="t")
     static = sampling.sample(model, tok, prompts, n=3, gen=gen, seed=7, desc="t", static=True)
     assert static == plain and len({r["text"] for rs in plain for r in rs}) > 3  # sampled
+
+
+def test_truncated_marks_samples_without_eos_and_logp_is_the_models_own(tiny_policy):
+    """`truncated` = no EOS within the cap; `logp` = log π(y|x) at T = 1 without top-k or the
+    n-gram ban (EOS included when emitted), whatever the sampler's temperature and top-k."""
+    import torch
+
+    model, tok = tiny_policy
+    prompts = ["A terrible film.", "I loved every minute of it; a beautiful"]
+    gen = _gen(max_new_tokens=6, top_k=5, temperature=0.7, no_repeat_ngram_size=2)
+    out = sampling.sample(model, tok, prompts, n=3, gen=gen, seed=1, desc="t", logp=True)
+    eos = tok.eos_token_id
+    for prompt, samples in zip(prompts, out, strict=True):
+        for s in samples:
+            assert s["truncated"] == (len(s["token_ids"]) == gen.max_new_tokens)
+            ids = tok(prompt)["input_ids"]
+            seq = ids + s["token_ids"] + ([] if s["truncated"] else [eos])
+            with torch.no_grad():
+                logits = model(torch.tensor([seq])).logits[0, len(ids) - 1 : -1].float()
+            want = logits.log_softmax(-1).gather(-1, torch.tensor(seq[len(ids) :])[:, None]).sum()
+            assert s["logp"] == pytest.approx(want.item(), abs=1e-4)
+
+
+def test_truncated_is_false_when_eos_comes_first(tiny_policy):
+    model, tok = tiny_policy
+    # EOS as the only candidate: every sample ends at once, none is truncated
+    gen = _gen(max_new_tokens=4, top_k=0)
+    model_eos = _always(model, tok.eos_token_id)
+    out = sampling.sample(model_eos, tok, ["x"], n=2, gen=gen, seed=0, desc="t")
+    assert [s["truncated"] for s in out[0]] == [False, False]
+    assert [s["token_ids"] for s in out[0]] == [[], []]
+
+
+class _always:  # noqa: N801 (used like a function)
+    """`model` whose logits put all mass on `token`; every other attribute is the model's."""
+
+    def __init__(self, model, token: int):
+        self._model, self._token = model, token
+
+    def __call__(self, *args, **kwargs):
+        out = self._model(*args, **kwargs)
+        out.logits = out.logits.new_full(out.logits.shape, -1e9)
+        out.logits[..., self._token] = 0.0
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_response_logps_in_row_chunks_equal_one_forward(tiny_policy):
+    import torch
+
+    model, tok = tiny_policy
+    enc = tok(["A terrible film.", "I loved it", "Well"], return_tensors="pt", padding=True)
+    gen = _gen(max_new_tokens=5, top_k=0)
+    torch.manual_seed(0)
+    new = sampling.decode(
+        model, enc["input_ids"], enc["attention_mask"], gen=gen, eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+    )  # fmt: skip
+    args = (model, enc["input_ids"], enc["attention_mask"], new, tok.eos_token_id)
+    whole = sampling.response_logps(*args)
+    one_row = sampling.response_logps(*args, max_elements=1)  # one row per forward
+    assert one_row == pytest.approx(whole, abs=1e-5)

@@ -10,7 +10,10 @@ from prefdiv import experiments, grid, sweep
 from prefdiv.errors import UserError
 from prefdiv.experiments import Experiment
 
-DEFAULTS = "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5}\n"
+DEFAULTS = (
+    "defaults: {beta: 0.1, beta_end: null, label_smoothing: 0.0, alpha: 0.5, hdpo_alpha: 1.0, "
+    "simpo_ratio: 0.5, pair_strategy: all, divpo_rho: 0.3}\n"
+)
 
 
 def test_failures_are_grouped_by_configuration_and_seed():

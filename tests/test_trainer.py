@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prefdiv import losses, trainer
+from prefdiv import launch, load, losses, trainer
 from prefdiv.config import SpeedParams, TrainParams
 from prefdiv.errors import UserError
 
@@ -73,8 +73,10 @@ def test_two_steps_with_every_loss(loss, sft_dir, tmp_path):
         _pairs(2),
         loss=loss,
         beta=0.5,
-        loss_options={"label_smoothing": 0.1, "alpha": 0.5},
-    )
+        loss_options={
+            "label_smoothing": 0.1, "alpha": 0.5, "hdpo_alpha": 1.5, "simpo_ratio": 0.3
+        },
+    )  # fmt: skip
     assert list(curve["step"]) == [1, 2, 3]
     assert all(math.isfinite(v) for v in curve["loss"])
     assert len(val) >= 1 and math.isfinite(final["val/loss"])
@@ -183,3 +185,29 @@ def test_compiled_fixed_length_training_equals_the_plain_path(sft_dir, tmp_path)
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "plain" / "policy").state_dict()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "fast" / "policy").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_truncated_response_is_trained_without_an_appended_eos(sft_dir, tmp_path):
+    """TRL appends EOS to every response; one cut at the sampling cap (`*_truncated`) must not end
+    in EOS, or training would teach the policy to stop where the cap cut it."""
+    pairs = _pairs(2)
+    pairs[0] |= {"chosen_truncated": True, "rejected_truncated": False}
+    pairs[1] |= {"chosen_truncated": False, "rejected_truncated": True}
+    state = launch.accelerator_state()
+    args = trainer._dpo_config(
+        P, SpeedParams(), beta=0.1, seed=0, world=1, validate=False, output_dir=tmp_path,
+        checkpoint=False,
+    )  # fmt: skip
+    t = trainer.PreferenceTrainer(
+        model=AutoModelForCausalLM.from_pretrained(sft_dir),
+        args=args,
+        train_dataset=trainer._pairs_dataset(pairs, tmp_path / "c", "train", "chunked", state),
+        processing_class=load.policy_tokenizer(sft_dir),
+        loss_name="sigmoid",
+        loss_options={},
+    )
+    eos = t.processing_class.eos_token_id
+    a, b = t.train_dataset[0], t.train_dataset[1]
+    assert a["chosen_ids"][-1] != eos and a["rejected_ids"][-1] == eos
+    assert b["chosen_ids"][-1] == eos and b["rejected_ids"][-1] != eos
+    assert a["chosen_ids"] == b["chosen_ids"][:-1]  # the same text, only the EOS removed

@@ -206,11 +206,11 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("compare", "table + figures of every DVC experiment", _compare_arguments)
 def compare_command(args: argparse.Namespace) -> int:
-    from prefdiv import reference, report  # matplotlib: loaded by the commands that report
+    from prefdiv import matched, reference, report  # matplotlib: loaded by the commands that report
 
     levels = grid.load_levels(args.grid)
     exps = experiments.show(args.rev)
-    analysis = plan.load(args.plan, [cid for cid, *_ in reference.CLAIMS])
+    analysis = plan.load(args.plan, [*(cid for cid, *_ in reference.CLAIMS), matched.LEVEL4])
     tables = experiments.prompt_tables(exps)
     path = report.compare(exps, args.out, levels, args.reference, tables, analysis)
     print(f"wrote {path}")

@@ -27,7 +27,11 @@ NO_TRAINING = "sft"
 # The top-level keys an experiment sets (`dvc exp run -S loss=… -S beta=…`, grid.yaml). The seeds
 # are among them so that `prefdiv grid` sets them explicitly for every experiment: a value left in
 # the workspace by an earlier `dvc exp run -S seed=…` would otherwise leak into the grid.
-EXPERIMENT_KEYS = ("loss", "beta", "beta_end", "label_smoothing", "alpha", "seed", "train_seed")
+EXPERIMENT_KEYS = (
+    "loss", "beta", "beta_end", "label_smoothing", "alpha", "hdpo_alpha", "simpo_ratio",
+    "pair_strategy", "divpo_rho", "seed", "train_seed",
+)  # fmt: skip
+PAIR_STRATEGIES = ("all", "divpo")  # prefdiv.pairs: every pair of a prompt | DivPO's one pair
 
 
 class ParamsError(UserError, ValueError):
@@ -201,8 +205,14 @@ class Params:
     loss: str = _spec()
     beta: float = _spec()
     beta_end: float | None = _spec(gt=0)
-    label_smoothing: float = _spec(ge=0, lt=0.5)  # cdpo's ε
+    label_smoothing: float = _spec(ge=0, lt=0.5)  # cdpo's ε, exo_pair's ε
     alpha: float = _spec(gt=0, lt=1)  # f-DPO α-divergence's α
+    hdpo_alpha: float = _spec(gt=0)  # H-DPO's α (1 = DPO, > 1 raises entropy)
+    simpo_ratio: float = _spec(ge=0)  # SimPO's γ/β (target margin in mean log-prob units)
+    pair_strategy: str = _spec(choices=PAIR_STRATEGIES)  # how the pairs stage pairs samples
+    divpo_rho: float = _spec(  # DivPO: share of a prompt's samples in its top and bottom pools
+        gt=0, le=0.5, why="the top and bottom ρ of one prompt's samples must not overlap"
+    )
     demo: DemoScale = _spec()
     paper: PaperScale = _spec()
 
@@ -310,6 +320,12 @@ def _check_loss(p: Params) -> None:
         raise _reject("loss", p.loss, f"allowed values: {', '.join(allowed)}")
     if p.loss == NO_TRAINING:
         return
+    if p.loss == "exo_pair" and p.label_smoothing == 0:
+        raise ParamsError(
+            "params.yaml: label_smoothing = 0.0 is not allowed for loss=exo_pair; it must be > 0: "
+            "EXO's target puts ε on the rejected response and log ε is in its loss (the EXO "
+            "paper and TRL use ε = 1e-3: -S label_smoothing=0.001)"
+        )
     # Annealing may start at β = 0 (the study's "DPO annealing" 0 → 1), except for IPO, whose
     # target 1/(2β) needs β > 0 at every step; a constant β must be > 0 for every loss.
     may_start_at_zero = p.beta_end is not None and p.loss != "ipo"

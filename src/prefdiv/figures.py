@@ -67,12 +67,15 @@ def panels(
 ) -> dict[int | None, tuple[str, list[str]]]:
     """The reward–entropy figure's panels: level → (title, the records drawn there in colour).
 
-    One panel per level of `levels`, `level <n>: <title>`, with the records (`exps`) of that
-    level; then, if any record or reference point (`points`, `reference.points`) has no level,
-    the panel `None`, :data:`NO_LEVEL`, with them.
+    One panel per level of `levels` that has a record (`exps`) or a reference point (`points`,
+    `reference.points`), `level <n>: <title>`, with the records of that level (a level not run
+    yet, such as level 4 before its grid, draws no empty panel); then, if any record or reference
+    point has no level, the panel `None`, :data:`NO_LEVEL`, with them.
     """
-    titles: dict[int | None, str] = {n: f"level {n}: {t}" for n, t in levels.titles.items()}
     unplaced = [e.level for e in exps.values()] + [lvl for lvl, *_ in points]
+    titles: dict[int | None, str] = {
+        n: f"level {n}: {t}" for n, t in levels.titles.items() if n in unplaced
+    }
     if not titles or None in unplaced:
         titles[None] = NO_LEVEL
     return {

@@ -14,8 +14,9 @@ Every loss has the same signature
 beta, **options) -> (losses, chosen_rewards, rejected_rewards)``, each output of shape ``(B,)``.
 ``losses`` is per pair (the caller takes the mean); the rewards are the DPO implicit rewards
 β·ρ_w and β·ρ_l, detached, as in eric-mitchell/direct-preference-optimization ``trainers.py``.
-Options a loss does not use (``label_smoothing``, ``alpha``) are accepted and ignored, so a
-caller can always pass all of them.
+Options a loss does not use (``label_smoothing``, ``alpha``, ``hdpo_alpha``, ``simpo_ratio``,
+and the response lengths ``chosen_lengths`` / ``rejected_lengths``, (B,) token counts that only
+SimPO reads) are accepted and ignored, so a caller can always pass all of them.
 
 The f-DPO losses (``fkl``, ``jsd``, ``alpha``; Wang et al., arXiv 2309.16240) replace the
 log-ratio of DPO by f′(u) of the chosen f-divergence:  −log σ(β [f′(u_w) − f′(u_l)]).
@@ -228,6 +229,123 @@ def alpha_divergence(
     return (losses, *_rewards(rho_w, rho_l, beta))
 
 
+def hdpo(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    hdpo_alpha: float = 1.0,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """H-DPO, entropy-controllable DPO (Omura et al., arXiv 2411.07595, its loss): the reverse KL
+    of DPO split as −H(π) + CE(π, π_ref), the entropy weighted by α:
+    −log σ(αβ[log π(y_w) − log π(y_l)] − β[log π_ref(y_w) − log π_ref(y_l)]). Shapes (B,).
+
+    Its optimum is π ∝ π_ref^{1/α} e^{r/(αβ)}: α = 1 is DPO exactly, α > 1 flattens π_ref (more
+    entropy), α < 1 sharpens it (the paper's α < 1 for mode-seeking). The implicit rewards are
+    β(α log π − log π_ref) of each response, whose difference is the logit above.
+    """
+    if hdpo_alpha <= 0:
+        raise ValueError(f"hdpo needs hdpo_alpha > 0, got {hdpo_alpha}")
+    chosen = beta * (hdpo_alpha * policy_chosen_logps - ref_chosen_logps)
+    rejected = beta * (hdpo_alpha * policy_rejected_logps - ref_rejected_logps)
+    losses = -F.logsigmoid(chosen - rejected)
+    return losses, chosen.detach(), rejected.detach()
+
+
+def chipo(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """χPO (Huang et al., arXiv 2407.13399, Algorithm 1): DPO with the link
+    φ(u) = u + log u of the χ² + KL regulariser, −log σ(β[φ(u_w) − φ(u_l)]), u = π/π_ref.
+    Shapes (B,).
+
+    φ(u_w) − φ(u_l) = (e^{ρ_w} − e^{ρ_l}) + (ρ_w − ρ_l), evaluated as
+    expm1(ρ_w) − expm1(ρ_l) + h with ``_expm1_tangent`` (the −1's cancel), so a response that
+    became e^50 times likelier than under the reference cannot overflow (see :func:`fkl`, the
+    mirror image: here the growth is in u, not 1/u). Algorithm 1 also clips the logit to
+    [−2R_max, 2R_max], R_max a bound on the reward of its theory; our reward (a classifier logit)
+    has no such bound, so no clip is applied. No official code exists (the one TRL attempt, PR
+    #3573, was closed unmerged and did not clip either): this follows the paper (docs/losses.md).
+    """
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    delta = _expm1_tangent(rho_w) - _expm1_tangent(rho_l) + (rho_w - rho_l)
+    losses = -F.logsigmoid(beta * delta)
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def exo_pair(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    label_smoothing: float = 1e-3,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """EXO, pairwise (Ji et al., arXiv 2402.00856, Eq. (16) with K = 2): the reverse KL from the
+    policy's preference distribution q = (σ(βh), σ(−βh)) over {y_w, y_l} to the target
+    p = (1 − ε, ε), ε = ``label_smoothing``:
+    σ(βh)[log σ(βh) − log(1 − ε)] + σ(−βh)[log σ(−βh) − log ε]. Shapes (B,).
+
+    DPO minimises the forward KL KL(p‖q) (mean-seeking in the pair); EXO the reverse KL(q‖p),
+    which the paper shows matches the mode-seeking optimum of the RLHF objective. ε > 0 (log ε);
+    the paper and TRL's `exo_pair` use 1e-3. Equal to TRL 1.16's `exo_pair` (tests).
+    """
+    if not 0.0 < label_smoothing < 1.0:
+        raise ValueError(f"exo_pair needs 0 < label_smoothing < 1, got {label_smoothing}")
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    logits = beta * (rho_w - rho_l)
+    losses = torch.sigmoid(logits) * (F.logsigmoid(logits) - math.log1p(-label_smoothing)) + (
+        torch.sigmoid(-logits) * (F.logsigmoid(-logits) - math.log(label_smoothing))
+    )
+    return (losses, *_rewards(rho_w, rho_l, beta))
+
+
+def simpo(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    beta: float,
+    simpo_ratio: float = 0.5,
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
+    **options,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """SimPO (Meng et al., arXiv 2405.14734, Eq. (6)), reference-free and length-normalised:
+    −log σ(β/|y_w| log π(y_w) − β/|y_l| log π(y_l) − γ) with the margin γ = β·``simpo_ratio``,
+    i.e. −log σ(β[mean log π(y_w) − mean log π(y_l) − simpo_ratio]). Shapes (B,); the lengths |y|
+    are token counts, (B,), EOS included where the response has one.
+
+    As the official trainer (princeton-nlp/SimPO, `scripts/simpo_trainer.py`) writes it: γ/β is
+    its `gamma_beta_ratio` (default config 0.5 is where its README says to start; β = 2.0–10 in
+    its training configs), so a β sweep keeps the margin in mean log-prob units fixed. The
+    reference log-probs are accepted (one signature) and unused: SimPO's implicit reward is
+    β·(mean token log-prob), which is what its rewards are here.
+    """
+    if chosen_lengths is None or rejected_lengths is None:
+        raise ValueError("simpo needs chosen_lengths and rejected_lengths (token counts)")
+    chosen = beta * policy_chosen_logps / chosen_lengths.clamp(min=1)
+    rejected = beta * policy_rejected_logps / rejected_lengths.clamp(min=1)
+    losses = -F.logsigmoid(chosen - rejected - beta * simpo_ratio)
+    return losses, chosen.detach(), rejected.detach()
+
+
 LOSSES: dict[str, LossFn] = {
     "sigmoid": sigmoid,
     "hinge": hinge,
@@ -236,6 +354,11 @@ LOSSES: dict[str, LossFn] = {
     "fkl": fkl,
     "jsd": jsd,
     "alpha": alpha_divergence,
+    # level 4: diversity-aware losses of 2024–2025 (issue 20; docs/losses.md)
+    "hdpo": hdpo,
+    "chipo": chipo,
+    "exo_pair": exo_pair,
+    "simpo": simpo,
 }
 
 

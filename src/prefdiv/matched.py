@@ -23,6 +23,11 @@ from prefdiv.markdown import head, row
 from prefdiv.paired import fmt_cell, fmt_difference
 from prefdiv.plan import Plan
 
+# Level 4 (issue 20) is judged against these families, declared before its runs: DPO and every
+# f-divergence of the frontier (all of them, Holm-corrected, rather than "the best" one, which
+# would be picked on the same data it is then tested on).
+LEVEL4 = "L4"  # its claim id in analysis.yaml (primary metric)
+LEVEL4_AGAINST = (("sigmoid", ()), ("fkl", ()), ("jsd", ()), ("alpha", (("alpha", 0.5),)))
 KL = "kl/rb"  # the frontier's x: KL(π‖π_ref) per response from samples of π (Rao–Blackwellised)
 REWARD = "reward/standardised"  # the matched-reward x: reward in its seed's SD units
 VIEWS = {"KL": KL, "reward": REWARD}  # "at matched <view>"
@@ -171,6 +176,33 @@ def claims_at(
     return reference.judge(cells, plan)
 
 
+def level4_at(
+    view: str, fams: dict[tuple, Family], sft: dict[int, dict], scale, plan: Plan
+) -> list[dict]:
+    """Level 4 at matched `view`: every level-4 family against each of :data:`LEVEL4_AGAINST`,
+    "more diverse" on every diversity metric (and, at matched KL, "higher reward"), one part per
+    cell, judged as one family of cells (`reference.judge`: Holm across all of them). The
+    question of issue 20: which buys diversity at equal reward (the "reward" view)."""
+    x = VIEWS[view]
+    metrics = list(catalogue.DIVERSITY) + (list(catalogue.REWARD) if view == "KL" else [])
+    cells = []
+    for fam in sorted(fams.values(), key=lambda f: f.label):
+        if fam.level != 4:
+            continue
+        for loss, options in LEVEL4_AGAINST:
+            base = fams.get((scale, loss, options))
+            if base is None:
+                continue
+            for m in metrics:
+                d, _ = curve_difference(fam, base, x, m.key, m.sign, sft)
+                what = "more diverse" if m in catalogue.DIVERSITY else "higher reward"
+                text = f"{fam.label} {what} than {base.label}"
+                part = reference.Part(fam.label, ">", base.label, d)
+                cell = dict(claim=LEVEL4, text=text, column=m.column, key=m.key, metric=m.header)
+                cells.append(cell | dict(parts=[part]))
+    return reference.judge(cells, plan)
+
+
 def series(
     fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], diversity: str
 ) -> dict[int | None, list[tuple[str, list[frontiers.Points]]]]:
@@ -195,12 +227,15 @@ def views(
     fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], plan: Plan
 ) -> dict[str | None, dict[str, list[dict]]]:
     """scale → view ("KL", "reward") → the claims judged at matched KL / reward
-    (:func:`claims_at`)."""
+    (:func:`claims_at`), then level 4's (:func:`level4_at`, a family of cells of its own)."""
     out = {}
     for scale in sorted({k[0] for k in fams}, key=str):
         mine = {k: f for k, f in fams.items() if k[0] == scale}
         anchor = sft.get(scale, {})
-        out[scale] = {v: claims_at(v, mine, anchor, scale, plan) for v in VIEWS}
+        out[scale] = {
+            v: claims_at(v, mine, anchor, scale, plan) + level4_at(v, mine, anchor, scale, plan)
+            for v in VIEWS
+        }
     return out
 
 
@@ -253,12 +288,18 @@ def _against(base: Family, fams: dict[tuple, Family], sft: dict[int, dict]) -> l
 
 
 def _claims(view: str, rows: list[dict]) -> list[str]:
-    if not rows:
-        return []
-    lines = head(["claim", "statement", "metric", "verdict", "parts"])
-    for r in rows:
-        if not r["primary"]:
-            continue
-        parts = "; ".join(f"{q.a} {q.rel} {q.b}" for q in r["parts"])
-        lines.append(row([r["claim"], r["text"], r["metric"], fmt_cell(r), parts]))
-    return [f"### The claims at matched {view} (primary metrics)", "", *lines, ""]
+    md = []
+    for title, mine in (
+        (f"The claims at matched {view}", [r for r in rows if r["claim"] != LEVEL4]),
+        (f"Level 4 vs DPO and the f-divergences at matched {view}",
+         [r for r in rows if r["claim"] == LEVEL4]),
+    ):  # fmt: skip
+        lines = head(["claim", "statement", "metric", "verdict", "parts"])
+        for r in mine:
+            if not r["primary"]:
+                continue
+            parts = "; ".join(f"{q.a} {q.rel} {q.b}" for q in r["parts"])
+            lines.append(row([r["claim"], r["text"], r["metric"], fmt_cell(r), parts]))
+        if len(lines) > 2:
+            md += [f"### {title} (primary metrics)", "", *lines, ""]
+    return md

@@ -49,20 +49,57 @@ def config_key(loss, beta, option: dict) -> tuple:
     """Identity of a configuration: loss, β (None for sft) and its options, as rounded floats (so
     that `0.1` from a CSV and `0.1` from params.yaml are one configuration)."""
     beta = None if loss == "sft" or beta is None else round(float(beta), 6)
-    return loss, beta, tuple(sorted((k, round(float(v), 6)) for k, v in option.items()))
+    return loss, beta, tuple(sorted((k, _rounded(v)) for k, v in option.items()))
+
+
+def _rounded(v):
+    """A number (or its text, as a CSV holds it) rounded; any other text as it is (`divpo`)."""
+    try:
+        return round(float(v), 6)
+    except ValueError:
+        return v
+
+
+# The options each loss reads beside β (params.yaml keys), and how tables write them. A key a loss
+# does not read is not part of its configuration: `alpha` set for a DPO run changes nothing.
+LOSS_OPTIONS = {
+    "alpha": ("alpha",),
+    "cdpo": ("label_smoothing",),
+    "exo_pair": ("label_smoothing",),
+    "hdpo": ("hdpo_alpha",),
+    "simpo": ("simpo_ratio",),
+}
+# How the pairs are chosen (the `pairs` stage); "all" (every pair of a prompt) is the study's.
+ALL_PAIRS = "all"
+SYMBOLS = {
+    "alpha": "α",
+    "label_smoothing": "ε",
+    "hdpo_alpha": "α_H",
+    "simpo_ratio": "γ/β",
+    "divpo_rho": "ρ",
+}
+
+
+def options(p: dict) -> dict:
+    """The options that make a configuration beside loss and β: those its loss reads
+    (:data:`LOSS_OPTIONS`), `beta_end` when β moves, and the pair strategy with its ρ when it is
+    not :data:`ALL_PAIRS`. A key missing from `p` (an experiment from before the key existed) is
+    left out."""
+    if p["loss"] == "sft":
+        return {}
+    option = {k: p[k] for k in LOSS_OPTIONS.get(p["loss"], ()) if p.get(k) is not None}
+    if p.get("beta_end") is not None:
+        option["beta_end"] = p["beta_end"]
+    if p.get("pair_strategy", ALL_PAIRS) != ALL_PAIRS:
+        option["pair_strategy"] = p["pair_strategy"]
+        option["divpo_rho"] = p.get("divpo_rho")
+    return option
 
 
 def settings_key(p: dict) -> tuple:
     """:func:`config_key` of experiment-key settings (params or a grid entry): only the options
-    the loss reads count (`alpha` for `alpha`, ε for `cdpo`, `beta_end` when β moves)."""
-    option = {}
-    if p["loss"] == "alpha":
-        option["alpha"] = p["alpha"]
-    if p["loss"] == "cdpo":
-        option["label_smoothing"] = p["label_smoothing"]
-    if p.get("beta_end") is not None and p["loss"] != "sft":
-        option["beta_end"] = p["beta_end"]
-    return config_key(p["loss"], p["beta"], option)
+    of :func:`options` count (`alpha` for `alpha`, ε for `cdpo`, `beta_end` when β moves, …)."""
+    return config_key(p["loss"], p["beta"], options(p))
 
 
 def config_id(params: dict) -> tuple:
@@ -71,9 +108,12 @@ def config_id(params: dict) -> tuple:
 
 
 def describe(p: dict) -> tuple[str, str]:
-    """(β, options) of a configuration as tables write them: `0.1`, `0.0→1.0`; `α=0.3`, `ε=0.15`."""
+    """(β, options) of a configuration as tables write them: `0.1`, `0.0→1.0`; `α=0.3`, `ε=0.15`,
+    `divpo ρ=0.3`."""
     if p["loss"] == "sft":
         return "—", ""
     beta = f"{p['beta']}→{p['beta_end']}" if p.get("beta_end") is not None else str(p["beta"])
-    opts = {"alpha": f"α={p.get('alpha')}", "cdpo": f"ε={p.get('label_smoothing')}"}
-    return beta, opts.get(p["loss"], "")
+    option = {k: v for k, v in options(p).items() if k != "beta_end"}
+    strategy = option.pop("pair_strategy", None)
+    text = [f"{SYMBOLS[k]}={v}" for k, v in option.items()]
+    return beta, " ".join(([strategy] if strategy else []) + text)

@@ -42,12 +42,12 @@ def score(model, tokenizer, texts: list[str], *, batch_size: int = 64, desc: str
 
 
 def score_rows(model, tokenizer, rows: list[dict]) -> int:
-    """Score rows as the `sample` stage writes them, in place: each response text becomes
-    `{"text", "reward"}`. Returns the number of texts scored."""
-    texts = [t for row in rows for t in row["responses"]]
+    """Score rows as the `sample` stage writes them, in place: each response `{"text", …}` gains
+    its `reward`. Returns the number of texts scored."""
+    texts = [r["text"] for row in rows for r in row["responses"]]
     scores = iter(score(model, tokenizer, texts).tolist())
     for row in rows:
-        row["responses"] = [{"text": t, "reward": next(scores)} for t in row["responses"]]
+        row["responses"] = [r | {"reward": next(scores)} for r in row["responses"]]
     return len(texts)
 
 

@@ -87,12 +87,17 @@ def sample(
     seed: int,
     desc: str,
     static: bool = False,
+    logp: bool = False,
 ) -> list[list[dict]]:
-    """n continuations of every prompt: `[[{"text", "token_ids"}, …n], …]`, in prompt order.
+    """n continuations of every prompt: `[[{"text", "token_ids", "truncated"}, …n], …]`, in
+    prompt order.
 
-    `token_ids` are the generated ids up to (excluding) EOS; `text` is their decoding. Nothing is
-    filtered here: see :func:`keep`. `static`: decode GPT-2 on a static KV cache, one CUDA graph
-    per step on GPU (`prefdiv.decoding`; same distribution); other models ignore it.
+    `token_ids` are the generated ids up to (excluding) EOS; `text` is their decoding;
+    `truncated`: the sample reached `gen.max_new_tokens` without EOS (its length is censored).
+    Nothing is filtered here: see :func:`keep`. `static`: decode GPT-2 on a static KV cache, one
+    CUDA graph per step on GPU (`prefdiv.decoding`; same distribution); other models ignore it.
+    `logp`: each sample also gets `logp`, log π(y | x) under the model itself (T = 1, no top-k,
+    no n-gram ban; EOS included unless truncated), from :func:`response_logps`.
     """
     assert tokenizer.padding_side == "left", "decoder-only batches must be left-padded"
     torch.manual_seed(seed)
@@ -124,13 +129,51 @@ def sample(
                 )
             else:
                 new = decoding.run_padded(decoder, enc["input_ids"], enc["attention_mask"])
+            if logp:
+                logps = response_logps(model, enc["input_ids"], enc["attention_mask"], new, eos)
         for row, ids in enumerate(new.tolist()):
-            if eos in ids:
+            truncated = eos not in ids
+            if not truncated:
                 ids = ids[: ids.index(eos)]
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            out[idx[row // n]].append({"text": text, "token_ids": ids})
+            sample = {"text": text, "token_ids": ids, "truncated": truncated}
+            if logp:
+                sample["logp"] = logps[row]
+            out[idx[row // n]].append(sample)
         bar.update(len(new))
     bar.close()
+    return out
+
+
+@torch.no_grad()
+def response_logps(
+    model, input_ids, attention_mask, new, eos_id: int, max_elements: int = 2**27
+) -> list[float]:
+    """log π(y | x) of each row's sampled continuation under `model` itself, (B,) as floats.
+
+    input_ids, attention_mask: (B, T_p) left-padded prompts; new: (B, T_n) as :func:`decode`
+    returns it (pads after EOS). The sum runs over the sampled tokens up to and including the
+    first EOS (all T_n when there is none), with the raw logits: no temperature, top-k or
+    n-gram ban, so it is the policy's own probability of the text, which the sampler's tempered
+    distribution is not. Teacher-forced forwards of as many rows as keep the float32 logits
+    within `max_elements` (2^27 = 512 MiB; the paper's 512 rows × 288 × 50k would be 29 GiB).
+    """
+    is_eos = new == eos_id
+    first = torch.where(is_eos.any(1), is_eos.float().argmax(1), new.size(1))
+    valid = torch.arange(new.size(1), device=new.device)[None] <= first[:, None]
+    mask = torch.cat([attention_mask, valid.long()], dim=1)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids = torch.cat([input_ids, new], dim=1)
+    rows = max(1, max_elements // (new.size(1) * model.config.vocab_size))
+    out = []
+    for i in range(0, len(ids), rows):
+        sl = slice(i, i + rows)
+        logits = model(
+            input_ids=ids[sl], attention_mask=mask[sl], position_ids=position_ids[sl],
+            use_cache=False,
+        ).logits[:, input_ids.size(1) - 1 : -1].float()  # fmt: skip
+        token = logits.log_softmax(-1).gather(-1, new[sl, :, None]).squeeze(-1)
+        out += token.masked_fill(~valid[sl], 0.0).sum(1).tolist()
     return out
 
 
@@ -142,14 +185,21 @@ def keep(responses: list[dict], min_tokens: int) -> list[dict]:
 def sample_rows(
     reviews: list[dict], prompts: list[str], samples: list[list[dict]], min_tokens: int
 ) -> list[dict]:
-    """The `sample` stage's rows: `{"prompt_id", "label", "prompt", "responses": [text, …]}` per
-    review, its prompt and its samples (as :func:`sample` returns them), :func:`keep`'s only."""
+    """The `sample` stage's rows: `{"prompt_id", "label", "prompt", "responses": [{"text",
+    "tokens", "truncated", "logp"}, …]}` per review, its prompt and its samples (as :func:`sample`
+    returns them, `logp` when it has one), :func:`keep`'s only. `tokens` counts the generated
+    tokens without EOS; `truncated` marks a sample cut at the length cap (training must not
+    append an EOS to it)."""
     return [
         {
             "prompt_id": review["id"],
             "label": review["label"],
             "prompt": prompt,
-            "responses": [r["text"] for r in keep(responses, min_tokens)],
+            "responses": [
+                {"text": r["text"], "tokens": len(r["token_ids"]), "truncated": r["truncated"]}
+                | ({"logp": r["logp"]} if "logp" in r else {})
+                for r in keep(responses, min_tokens)
+            ],
         }
         for review, prompt, responses in zip(reviews, prompts, samples, strict=True)
     ]

@@ -107,6 +107,18 @@ class PreferenceTrainer(DPOTrainer):
         self.beta_end = beta_end
         self._pending_metrics = {"train": [], "eval": []}  # per-step means, still on the device
 
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        """TRL's tokenised pairs, without the EOS that TRL appends to every response on a
+        response cut at the sampling cap (`chosen_truncated` / `rejected_truncated`): an EOS there
+        would teach the policy to stop mid-sentence, at the cap, on text that never ended."""
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if "chosen_truncated" not in dataset.column_names:
+            return dataset
+        return dataset.map(
+            strip_eos, fn_kwargs={"eos_id": processing_class.eos_token_id},
+            desc=f"Removing EOS from truncated responses of {dataset_name}",
+        )  # fmt: skip
+
     def _logps(self, model, inputs):
         """Summed response log-probs, (2B,): TRL's fused head, or :func:`token_logps`.
 
@@ -159,9 +171,12 @@ class PreferenceTrainer(DPOTrainer):
             ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model, inputs)
 
         beta = self.current_beta()
+        # Response lengths in tokens (EOS included where there is one): SimPO's normalisation.
+        chosen_len, rejected_len = inputs["completion_mask"].sum(1).chunk(2)
         per_pair, chosen_rewards, rejected_rewards = self.loss_fn(
-            chosen_logps, rejected_logps, ref_chosen, ref_rejected, beta=beta, **self.loss_options
-        )
+            chosen_logps, rejected_logps, ref_chosen, ref_rejected, beta=beta,
+            chosen_lengths=chosen_len, rejected_lengths=rejected_len, **self.loss_options,
+        )  # fmt: skip
         loss = per_pair.mean()
 
         # The six metrics stay on the device until the next log (one gather per step, one
@@ -276,7 +291,12 @@ def settings(params: Params) -> dict:
         loss=params.loss,
         beta=params.beta,
         beta_end=params.beta_end,
-        loss_options={"label_smoothing": params.label_smoothing, "alpha": params.alpha},
+        loss_options={
+            "label_smoothing": params.label_smoothing,
+            "alpha": params.alpha,
+            "hdpo_alpha": params.hdpo_alpha,
+            "simpo_ratio": params.simpo_ratio,
+        },
         p=params.active.train,
         speed=params.active.speed,
         seed=seeds.replicate_seed(params.seed, params.train_seed),
@@ -420,7 +440,11 @@ def _pairs_dataset(rows: list[dict], cache: Path, name: str, head: str, state) -
     with lm_head "full" the reference log-probs come from `token_logps`, not TRL's head (equal up
     to rounding), and each keeps its own.
     """
-    keep = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
+    keep = [
+        {k: r[k] for k in ("prompt", "chosen", "rejected")}
+        | {k: bool(r.get(k, False)) for k in ("chosen_truncated", "rejected_truncated")}
+        for r in rows
+    ]
     digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
     path = cache / f"{name}-{digest}-{head}-head"
     if state.is_main_process:
@@ -431,6 +455,16 @@ def _pairs_dataset(rows: list[dict], cache: Path, name: str, head: str, state) -
                     Dataset.from_list(keep).save_to_disk(tmp)
     state.wait_for_everyone()
     return load_from_disk(path)
+
+
+def strip_eos(example: dict, eos_id: int) -> dict:
+    """`example` (TRL's tokenised pair) with the final EOS removed from each response flagged as
+    truncated; a response that ended by itself keeps its EOS."""
+    for side in ("chosen", "rejected"):
+        ids = example[f"{side}_ids"]
+        if example[f"{side}_truncated"] and ids and ids[-1] == eos_id:
+            example[f"{side}_ids"] = ids[:-1]
+    return example
 
 
 def _resume_point(checkpoints: str | Path | None, state: PartialState) -> Path | None:
