@@ -37,7 +37,12 @@ def study_sizes(
             "--study-steps, the optimiser steps per method to project"
         )
     n = {"n_train": s.prompts.n_train, "n_test": s.prompts.n_test}
-    return n | {"n_methods": n_methods, "n_frontier": n_frontier, "n_seeds": n_seeds, "steps": steps}
+    return n | {
+        "n_methods": n_methods,
+        "n_frontier": n_frontier,
+        "n_seeds": n_seeds,
+        "steps": steps,
+    }
 
 
 def _timed(fn):

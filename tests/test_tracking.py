@@ -68,3 +68,37 @@ def test_evaluates_calls_on_a_corrupt_store_warn_and_go_on(tmp_path, monkeypatch
     assert run_id is None
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "results are unaffected" in err[0], err  # one line per process
+
+
+def test_training_points_wait_for_a_checkpoint_then_land_in_one_batch(tmp_path, monkeypatch):
+    """The MLflow callback keeps the per-step points until a checkpoint, an evaluation or the end,
+    then writes them all, with their steps, as MLflowCallback named them."""
+    import mlflow
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    monkeypatch.setenv("PREFDIV_TRACKING", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    state, control = TrainerState(), TrainerControl()
+    with tracking.run(tags={"loss": "x"}, params={}) as run_id:
+        cb = tracking.hf_callback()
+        cb.on_train_begin(args, state, control)
+        client = mlflow.MlflowClient()
+        for step in (1, 2, 3):
+            state.global_step = step
+            cb.on_log(args, state, control, logs={"loss": 0.5 / step, "rewards/margins": 1.0})
+        assert client.get_metric_history(run_id, "loss") == []  # not written yet
+        cb.on_save(args, state, control)
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [
+            (1, 0.5), (2, 0.25), (3, 0.5 / 3)
+        ]  # fmt: skip
+        state.global_step = 4
+        cb.on_log(args, state, control, logs={"eval_loss": 0.7, "epoch": 1.0})
+        cb.on_train_end(args, state, control)
+        assert [m.value for m in client.get_metric_history(run_id, "eval_loss")] == [0.7]
+        assert len(client.get_metric_history(run_id, "rewards/margins")) == 3
+        # a save step's points are written in its log, before the checkpoint itself: a kill
+        # right after the checkpoint loses none of them (tests/test_resume.py)
+        state.global_step, control.should_save = 5, True
+        cb.on_log(args, state, control, logs={"loss": 0.1})
+        assert [m.step for m in client.get_metric_history(run_id, "loss")][-1] == 5

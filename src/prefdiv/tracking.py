@@ -190,6 +190,11 @@ def log_metrics(metrics: dict, step: int | None = None) -> None:
 def hf_callback():
     """transformers' `MLflowCallback` (logs the training curve into the active run), except that a
     store failing mid-training warns once and stops logging instead of stopping the training."""
+    import re
+    import time
+
+    import torch
+    from mlflow.entities import Metric
     from transformers.integrations import MLflowCallback
 
     class SafeMLflowCallback(MLflowCallback):
@@ -200,6 +205,46 @@ def hf_callback():
             # transformers logs asynchronously; a run killed before the queue drained would lose
             # the points logged before its last checkpoint, which the resumed run does not redo.
             self._async_log = False
+            self._pending = []  # (metrics, step, ms timestamp), written in one batch per flush
+
+        def on_log(self, args, state, control, logs, model=None, **kwargs):
+            # A store transaction per step (logging_steps = 1) cost more than the step's own
+            # bookkeeping: the points wait here and go in one batch before each checkpoint is
+            # written (the step's log comes before its save, and a kill right after the save
+            # must not lose them: a resumed run does not redo those steps), at each evaluation
+            # and at the end, stamped with the time they were logged. Names and values as
+            # MLflowCallback's.
+            if not self._initialized:
+                self.setup(args, state, model)
+            if state.is_world_process_zero:
+                stamp = int(time.time() * 1000)
+                for k, v in logs.items():
+                    if isinstance(v, torch.Tensor) and v.numel() == 1:
+                        v = v.item()
+                    if isinstance(v, (int, float)):
+                        name = re.sub(r"[^0-9A-Za-z_\-\.\ :/]", "_", k)
+                        self._pending.append(Metric(name, float(v), stamp, state.global_step))
+                if control.should_save or control.should_training_stop:
+                    self.flush()
+
+        def flush(self):
+            points, self._pending = getattr(self, "_pending", []), []
+            if points:
+                run_id = self._ml_flow.active_run().info.run_id
+                client = self._ml_flow.MlflowClient()
+                for i in range(0, len(points), 1000):  # MLflow's limit per batch
+                    client.log_batch(run_id, metrics=points[i : i + 1000])
+
+        def on_save(self, args, state, control, **kwargs):
+            self.flush()
+            return super().on_save(args, state, control, **kwargs)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.flush()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.flush()
+            return super().on_train_end(args, state, control, **kwargs)
 
     def guard(name):
         method = getattr(SafeMLflowCallback, name)
@@ -216,7 +261,7 @@ def hf_callback():
 
         return call
 
-    for name in vars(MLflowCallback):
+    for name in {*vars(MLflowCallback), *vars(SafeMLflowCallback)}:
         if name.startswith("on_") or name == "setup":
             setattr(SafeMLflowCallback, name, guard(name))
     return SafeMLflowCallback()

@@ -475,8 +475,19 @@ def _resume_point(checkpoints: str | Path | None, state: PartialState) -> Path |
 
 
 def _final_metrics(trainer: PreferenceTrainer, *, validate: bool, world: int) -> dict:
-    """Validation metrics after the last step (`val/…`), without the timings TRL adds."""
-    final = trainer.evaluate() if validate else {}
+    """Validation metrics after the last step (`val/…`), without the timings TRL adds.
+
+    When the periodic evaluation already ran after the last step (`eval_steps` divides the step
+    count), its logged metrics are those same numbers (same weights, eval mode, same batches), so
+    they are reused instead of evaluating the validation pairs a second time.
+    """
+    final = {}
+    if validate:
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+        if evals and evals[-1]["step"] == trainer.state.global_step:
+            final = {k: v for k, v in evals[-1].items() if k != "step"}
+        else:
+            final = trainer.evaluate()
     timing = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # not reproducible
     metrics = {
         f"val/{k.removeprefix('eval_')}": v
