@@ -19,6 +19,7 @@ def main() -> None:
     ap.add_argument("--per-sample", required=True, help="per-sample rewards to write (CSV)")
     args = ap.parse_args()
     params = config.load(args.params)
+    load.use_threads(params.active.speed.threads)  # part of what the stage computes
     s = params.active
 
     policy, policy_tok = load.load_policy(args.policy)

@@ -15,6 +15,7 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="JSON metrics to write")
     args = ap.parse_args()
     params = config.load(args.params)
+    load.use_threads(params.active.speed.threads)  # part of what the stage computes
     p = params.active.reward
 
     val = files.read_jsonl(args.val)

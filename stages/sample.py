@@ -13,6 +13,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="samples to write (JSONL, one row per prompt)")
     args = ap.parse_args()
     params = config.load(args.params)
+    load.use_threads(params.active.speed.threads)  # part of what the stage computes
     s = params.active
 
     model, tokenizer = load.load_policy(args.policy)

@@ -12,7 +12,8 @@ def main() -> None:
     ap.add_argument("--reward", required=True, help="reward model directory")
     ap.add_argument("--out", required=True, help="scored samples to write (JSONL)")
     args = ap.parse_args()
-    config.load(args.params)  # validate the whole file; this stage reads no parameter
+    params = config.load(args.params)  # validates the whole file
+    load.use_threads(params.active.speed.threads)  # part of what the stage computes
 
     model, tokenizer = load.load_reward(args.reward)
     rows = files.read_jsonl(args.samples)

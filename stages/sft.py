@@ -14,6 +14,7 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="JSON metrics to write")
     args = ap.parse_args()
     params = config.load(args.params)
+    load.use_threads(params.active.speed.threads)  # part of what the stage computes
     p = params.active.sft
 
     val = [r["text"] for r in files.iter_jsonl(args.val)]

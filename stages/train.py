@@ -7,7 +7,7 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
-from prefdiv import config, errors, files, launch, tracking, trainer
+from prefdiv import config, errors, files, launch, load, tracking, trainer
 
 
 def main() -> None:
@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--checkpoints", required=True, help="checkpoints of unfinished runs (resumed)")
     args = ap.parse_args()
     params = config.load(args.params)
+    load.use_threads(params.active.speed.threads)  # part of what the stage computes
     p = params.active.train
     if params.loss != config.NO_TRAINING and launch.relaunched(p.num_processes, sys.argv):
         return

@@ -184,6 +184,8 @@ def test_mlflow_run_has_training_and_evaluation_metrics(repo):
         ({"demo__speed__static_decode": True}, {"sample", "evaluate"}),
         ({"demo__speed__loader_workers": 1}, {"train"}),
         ({"demo__speed__eval_rows": 16}, {"evaluate"}),
+        # the CPU thread count rounds every torch stage's arithmetic
+        ({"demo__speed__threads": 2}, {"sft", "reward", "sample", "score", "train", "evaluate"}),
         ({"train_seed": 1}, {"train", "evaluate"}),  # a replicate on the same data and pairs
         ({"seed": 1}, {"prompts", "sft", "reward", "sample", "pairs", "train", "evaluate"}),
     ],

@@ -201,7 +201,7 @@ def test_a_truncated_response_is_trained_without_an_appended_eos(sft_dir, tmp_pa
     t = trainer.PreferenceTrainer(
         model=AutoModelForCausalLM.from_pretrained(sft_dir),
         args=args,
-        train_dataset=trainer._pairs_dataset(pairs, tmp_path / "c", "train", "chunked", state),
+        train_dataset=trainer._pairs_dataset(pairs, tmp_path / "c", "train", SpeedParams(), state),
         processing_class=load.policy_tokenizer(sft_dir),
         loss_name="sigmoid",
         loss_options={},
@@ -211,3 +211,27 @@ def test_a_truncated_response_is_trained_without_an_appended_eos(sft_dir, tmp_pa
     assert a["chosen_ids"][-1] != eos and a["rejected_ids"][-1] == eos
     assert b["chosen_ids"][-1] == eos and b["rejected_ids"][-1] != eos
     assert a["chosen_ids"] == b["chosen_ids"][:-1]  # the same text, only the EOS removed
+
+
+def test_token_logps_head_on_response_positions_keeps_values_and_gradients(sft_dir, monkeypatch):
+    """Eager `token_logps` runs the LM head on the response positions only; its log-probs and
+    every parameter's gradient equal those of the head on every position (its compiled branch,
+    forced here) within float32 tolerance, and the prompt and padding positions stay exactly 0."""
+    model = AutoModelForCausalLM.from_pretrained(sft_dir)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0, 0], [5, 6, 10, 11, 12, 13, 14], [5, 6, 7, 15, 0, 0, 0]])
+    labels = ids.masked_fill(torch.arange(7) >= torch.tensor([[5], [7], [4]]), -100)
+    labels[:, :2] = -100  # the prompt
+
+    def run():
+        model.zero_grad()
+        out = trainer.token_logps(model, ids, labels)
+        (out.sum() + out[:, 2].sum()).backward()  # unequal weights per position
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ours, ours_grad = run()
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    every, every_grad = run()
+    assert ours.shape == every.shape == (3, 6)
+    assert (ours[labels[:, 1:] == -100] == 0).all() and (ours[labels[:, 1:] != -100] < 0).all()
+    assert torch.allclose(ours, every, atol=1e-6)
+    assert all(torch.allclose(ours_grad[n], every_grad[n], atol=1e-6) for n in ours_grad)

@@ -168,6 +168,7 @@ class SpeedParams:
     static_decode: bool = _spec(default=False)  # sample/evaluate: static KV cache, CUDA graph
     eval_rows: int = _spec(ge=0, default=0)  # evaluate: rows per KL/entropy forward (0: a prompt)
     metric_workers: int = _spec(ge=0, default=0)  # evaluate: processes for the CPU text metrics
+    threads: int = _spec(ge=0, default=0)  # every torch stage: CPU threads (0: torch's, per core)
 
 
 @dataclass(frozen=True)

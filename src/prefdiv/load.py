@@ -26,6 +26,14 @@ def device() -> torch.device:
     return torch.device("cuda" if on_gpu() else "cpu")
 
 
+def use_threads(n: int) -> None:
+    """Run torch's CPU operations on `n` threads (`speed.threads`; 0 leaves torch's default, one
+    per core). Float reductions split by thread, so the thread count is part of what a stage
+    computes: fixed, a stage's bits no longer depend on how many cores the machine has."""
+    if n:
+        torch.set_num_threads(n)
+
+
 def fuse_gelu(model):
     """`model` with GPT-2's GELU (`gelu_new`) computed by one fused kernel; returns it.
 

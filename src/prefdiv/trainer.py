@@ -46,16 +46,26 @@ def token_logps(model, input_ids, labels):
 
     input_ids, labels: (N, T), right-padded (N = 2B: the B chosen sequences, then the B rejected
     ones). No attention mask: in a causal model a real position never attends to the pads after
-    it, so attention can take its causal fast path. The LM head runs on every position and the
-    log-softmax in float32 (under torch.compile, one fused reduction over the logits), instead
-    of TRL's chunked head, whose GEMMs ran as old-generation (sm75) kernels on an H100 and whose
+    it, so attention can take its causal fast path. The log-softmax runs in float32, instead of
+    TRL's chunked head, whose GEMMs ran as old-generation (sm75) kernels on an H100 and whose
     Python-side chunking makes it slower on the CPU too.
+
+    The LM head (V = vocabulary logits per position, most of a small model's compute) runs only
+    on the n response positions whose log-prob is summed, not on prompt and padding positions:
+    the same log-probs and gradients, less than half the head's work at demo scale. Under
+    torch.compile it runs on every position instead: one fixed shape (`fixed_length`), one
+    fused reduction over the logits.
     """
-    hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
-    logits = model.get_output_embeddings()(hidden[:, :-1]).float()
-    target = labels[:, 1:]
-    logp = logits.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1) - logits.logsumexp(-1)
-    return logp.masked_fill(target == -100, 0.0)
+    hidden = model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state[:, :-1]
+    head, target = model.get_output_embeddings(), labels[:, 1:]
+    if torch.compiler.is_compiling():
+        logits = head(hidden).float()  # (N, T − 1, V)
+        logp = logits.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1) - logits.logsumexp(-1)
+        return logp.masked_fill(target == -100, 0.0)
+    keep = target != -100  # (N, T − 1)
+    logits = head(hidden[keep]).float()  # (n, V)
+    picked = logits.gather(-1, target[keep][:, None]).squeeze(-1) - logits.logsumexp(-1)  # (n,)
+    return picked.new_zeros(target.shape).masked_scatter(keep, picked)
 
 
 def add_token_logps(model, compiled: bool) -> None:
@@ -351,10 +361,8 @@ def train_policy(
     trainer = PreferenceTrainer(
         model=load.fuse_gelu(AutoModelForCausalLM.from_pretrained(sft_dir)),
         args=args,
-        train_dataset=_pairs_dataset(train_pairs, cache, "train", speed.lm_head, state),
-        eval_dataset=(
-            _pairs_dataset(val_pairs, cache, "val", speed.lm_head, state) if val_pairs else None
-        ),
+        train_dataset=_pairs_dataset(train_pairs, cache, "train", speed, state),
+        eval_dataset=(_pairs_dataset(val_pairs, cache, "val", speed, state) if val_pairs else None),
         processing_class=load.policy_tokenizer(sft_dir),
         loss_name=loss,
         loss_options=loss_options or {},
@@ -429,16 +437,17 @@ def _dpo_config(
     )
 
 
-def _pairs_dataset(rows: list[dict], cache: Path, name: str, head: str, state) -> Dataset:
-    """The pairs as an on-disk dataset `<cache>/<name>-<content hash>-<head>-head`, written once.
+def _pairs_dataset(rows: list[dict], cache: Path, name: str, speed: SpeedParams, state) -> Dataset:
+    """The pairs as an on-disk dataset `<cache>/<name>-<content hash>-<run hash>`, written once.
 
     On disk, so TRL's caches (tokenised pairs, then reference log-probs, each keyed by the
     dataset's fingerprint and, for the log-probs, the reference weights' hash) land beside it:
     the main process writes them and the others read them. Named by the pairs' content, a
     directory that outlives the run (`dataset_cache`) lets every method trained on the same pairs
-    from the same SFT policy reuse both instead of recomputing them. The head is in the name:
-    with lm_head "full" the reference log-probs come from `token_logps`, not TRL's head (equal up
-    to rounding), and each keeps its own.
+    from the same SFT policy reuse both instead of recomputing them. What rounds the reference
+    log-probs is in the name too: the head (with lm_head "full" they come from `token_logps`, not
+    TRL's head, equal up to rounding), the CPU thread count and the training code, so a run never
+    reuses log-probs that another thread count or other code computed.
     """
     keep = [
         {k: r[k] for k in ("prompt", "chosen", "rejected")}
@@ -446,7 +455,8 @@ def _pairs_dataset(rows: list[dict], cache: Path, name: str, head: str, state) -
         for r in rows
     ]
     digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache / f"{name}-{digest}-{head}-head"
+    rounding = f"{speed.lm_head} {speed.threads} " + "".join(f.read_text() for f in _CODE)
+    path = cache / f"{name}-{digest}-{hashlib.sha256(rounding.encode()).hexdigest()[:8]}"
     if state.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{path}.lock"):  # parallel queue workers may share the pairs
