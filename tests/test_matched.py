@@ -128,3 +128,35 @@ def test_level4_is_judged_against_dpo_at_matched_reward(seeds, gain, verdict):
     if seeds == range(5):
         assert ead["parts"][0].estimate.mean == pytest.approx(gain, abs=0.002)
     assert ead["verdict"] == verdict
+
+
+def test_pareto_fronts_of_the_configuration_means():
+    """DPO is 0.02 EAD above IPO at every KL and both buy reward with KL alike, so in the
+    reward–KL plane every configuration is on the front, and in the reward–EAD plane IPO keeps
+    only the one point (τ = 0.03, KL ≈ 22) that no DPO point matches in both reward and EAD."""
+    fams, sft = matched.families(replicates.standardise(study())[0], LEVELS)
+    pts = matched.means(fams, sft["demo"])
+    assert pts[0][:2] == ("SFT", None) and all(m["seeds"] == 5 for _, _, m in pts)
+    md = matched.section(fams, sft, {"demo": {}})
+    kl, ead = md.split("**reward–KL**")[1].split("**reward–EAD**")
+    rows = sum(ln.startswith("| ") for ln in kl.splitlines())
+    assert rows == 1 + 1 + 5 + 5  # header, SFT, 5 DPO, 5 IPO
+    assert "No point on the reward–KL front: none." in kl
+    front = [ln.split(" | ")[:2] for ln in ead.splitlines() if ln.startswith("| ")][1:]
+    assert ["| ipo", "0.03"] in front and sum(r[0] == "| ipo" for r in front) == 1
+    assert ["| SFT", "—"] in front and sum(r[0] == "| sigmoid" for r in front) == 5
+
+
+def test_described_metrics_are_tabled_and_compared_at_matched_kl_but_not_judged(tmp_path):
+    exps = study()
+    for e in exps.values():  # a rarefied entropy that tracks EAD: IPO 0.02 below DPO at equal KL
+        e.eval["diversity/entropy_rarefied_64"] = 3.0 + e.eval["diversity/ead"]
+    md = report.compare(exps, tmp_path, LEVELS, analysis=PLAN).read_text()
+    table = md.split("### vs DPO at matched KL, described metrics (not judged)")[1]
+    ipo = next(ln for ln in table.splitlines() if ln.startswith("| ipo | 3 |"))
+    assert ipo.endswith("| -0.020 [-0.020, -0.020] 5/5 |")  # the only column: the one present
+    assert "rarefied entropy, 64 tokens" in table.split("| ipo")[0]
+    assert "| l1-sft | 5 seeds | 3.850 [" in md  # the configuration table of described metrics
+    fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
+    judged = matched.claims_at("KL", fams, sft["demo"], "demo", PLAN)
+    assert not [r for r in judged if "rarefied" in r["key"]]

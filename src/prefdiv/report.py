@@ -63,6 +63,24 @@ def configurations(pooled: dict[str, Pooled]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def described(pooled: dict[str, Pooled]) -> str:
+    """Table: the run-level diversity metrics (`catalogue.DESCRIBED`) per configuration, mean
+    [95 % CI] over its replicates; described, never judged."""
+    cols = [m for m in catalogue.DESCRIBED if any(m.key in p.metrics for p in pooled.values())]
+    if not cols:
+        return ""
+    lines = head(["configuration", "seeds", *[m.header for m in cols]])
+    for name, e in sorted(pooled.items(), key=_order):
+        cells = [cell(e.metrics, m.key, m.decimals) for m in cols]
+        lines.append(row([name, e.replicates.counted(), *cells]))
+    intro = (
+        "Rarefied unigram entropy (exactly N tokens per prompt, the same N for every method) and"
+        " across-input diversity (one response per prompt, pooled), docs/metrics.md: described"
+        " here and at matched KL below, not judged (the analysis plan was fixed without them)."
+    )
+    return "\n".join([intro, "", *lines]) + "\n"
+
+
 def sd_table(pooled: dict[str, Pooled]) -> str:
     """Between-seed SD of every table metric, for configurations with replicates."""
     multi = {n: e for n, e in pooled.items() if len(e.replicates.names) > 1}
@@ -219,6 +237,7 @@ def compare(
         "",
         *(["Missing or failed replicates:", "", *[f"- {n}" for n in notes], ""] if notes else []),
         configurations(r.pooled),
+        described(r.pooled),
         sd_table(r.pooled),
         *(
             ["Hollow diamonds: the reference study's published points (paper scale).\n"]
