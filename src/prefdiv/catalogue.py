@@ -5,8 +5,7 @@ Each :class:`Metric` ties the per-prompt column of `plots/eval_prompts.csv` to i
 its direction, and where the analysis uses it. The `evaluate` stage writes exactly the columns
 that are not `derived`, in this order (`evaluation.HEADLINE` is derived from :data:`METRICS`), so
 the pipeline and the reports cannot disagree on a name; the analysis computes the `derived` ones
-from the stages' outputs (`replicates.standardise`). :data:`DESCRIBED`: the run-level diversity
-metrics the reports describe and never judge. Definitions and sources: docs/metrics.md.
+from the stages' outputs (`replicates.standardise`). Definitions and sources: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -88,21 +87,9 @@ METRICS = (
     ),  # fmt: skip
 )
 
-# Diversity metrics of `evaluate` without a per-prompt column here (one value per run, or NaN on
-# prompts that pooled too few tokens): the reports describe them (means with seed intervals, the
-# curve differences at matched KL and reward), the claims never judge them: the analysis plan's
-# families of tests were fixed without them, and adding tests after the runs would widen them.
-DESCRIBED = (
-    Metric("", "diversity/entropy_rarefied_32", "rarefied entropy, 32 tokens", role="diversity"),
-    Metric("", "diversity/entropy_rarefied_64", "rarefied entropy, 64 tokens", role="diversity"),
-    Metric("", "diversity/entropy_rarefied_96", "rarefied entropy, 96 tokens", role="diversity"),
-    Metric("", "diversity/across_input_ead", "across-input EAD", role="diversity"),
-    Metric("", "diversity/across_input_entropy", "across-input entropy", role="diversity"),
-)
-
 BY_COLUMN = {m.column: m for m in METRICS}
 BY_KEY = {m.key: m for m in METRICS}
 TABLE = tuple(m for m in METRICS if m.table)  # the configuration table's columns, in order
 PAIRED = tuple(m for m in METRICS if m.paired)  # paired differences, variance, ranks
-DIVERSITY = tuple(m for m in METRICS if m.role == "diversity")  # the claims' (not DESCRIBED)
+DIVERSITY = tuple(m for m in METRICS if m.role == "diversity")  # the claims' diversity metrics
 REWARD = tuple(m for m in METRICS if m.role == "reward")  # the claims' reward metric

@@ -64,9 +64,9 @@ def configurations(pooled: dict[str, Pooled]) -> str:
 
 
 def described(pooled: dict[str, Pooled]) -> str:
-    """Table: the run-level diversity metrics (`catalogue.DESCRIBED`) per configuration, mean
+    """Table: the run-level diversity metrics (`matched.DESCRIBED`) per configuration, mean
     [95 % CI] over its replicates; described, never judged."""
-    cols = [m for m in catalogue.DESCRIBED if any(m.key in p.metrics for p in pooled.values())]
+    cols = [m for m in matched.DESCRIBED if any(m.key in p.metrics for p in pooled.values())]
     if not cols:
         return ""
     lines = head(["configuration", "seeds", *[m.header for m in cols]])
