@@ -138,7 +138,7 @@ def test_pareto_fronts_of_the_configuration_means():
     pts = matched.means(fams, sft["demo"])
     assert pts[0][:2] == ("SFT", None) and all(m["seeds"] == 5 for _, _, m in pts)
     md = matched.section(fams, sft, {"demo": {}})
-    kl, ead = md.split("**reward–KL**")[1].split("**reward–EAD**")
+    kl, ead = md.split("**reward–KL**")[1].split("**Each loss")[0].split("**reward–EAD**")
     rows = sum(ln.startswith("| ") for ln in kl.splitlines())
     assert rows == 1 + 1 + 5 + 5  # header, SFT, 5 DPO, 5 IPO
     assert "No point on the reward–KL front: none." in kl
@@ -160,3 +160,13 @@ def test_described_metrics_are_tabled_and_compared_at_matched_kl_but_not_judged(
     fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
     judged = matched.claims_at("KL", fams, sft["demo"], "demo", PLAN)
     assert not [r for r in judged if "rarefied" in r["key"]]
+
+
+def test_each_loss_front_drops_a_beta_that_moved_further_for_less_reward():
+    exps = study()
+    for s in range(5):  # DPO β = 3 moves further than β = 1 for less reward: off its front
+        exps[f"fr-sigmoid-b3-s{s}"].eval["kl/rb"] = 5.0
+    fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
+    md = matched.section(fams, sft, {"demo": {}}).split("own fronts")[1]
+    assert "| sigmoid | 0.03, 0.1, 0.3, 1 (of 5) | all (of 5) |" in md
+    assert "| ipo | all (of 5) | all (of 5) |" in md

@@ -327,7 +327,23 @@ def _fronts(fams: dict[tuple, Family], sft: dict[int, dict]) -> list[str]:
         off = ", ".join(lb for lb in labels if lb not in on) or "none"
         md += [f"**{plane}** (by {'EAD' if higher else 'KL'}):", "", *lines, ""]
         md += [f"No point on the {plane} front: {off}.", ""]
-    return md
+    own = (
+        "**Each loss's own fronts**: the β whose configuration no other β of the same loss beats"
+        " in both coordinates (`all`: the loss trades along its whole β range)."
+    )
+    md += [own, ""]
+    lines = head(["loss", *[f"β on its {plane} front" for plane in PLANES]])
+    for label in [lb for lb in dict.fromkeys(lb for lb, _, _ in pts) if lb != "SFT"]:
+        mine = [(b, m) for lb, b, m in pts if lb == label]
+        cells = []
+        for x, higher in PLANES.values():
+            xs, ys = np.array([m[x] for _, m in mine]), np.array([m[REWARD] for _, m in mine])
+            keep = {mine[i][0] for i in frontiers.pareto(xs, ys, minimise_x=not higher)}
+            kept = ", ".join(f"{b:g}" for b, _ in mine if b in keep)
+            every = "all" if len(keep) == len(mine) else kept
+            cells.append(f"{every} (of {len(mine)})")
+        lines.append(row([label, *cells]))
+    return md + [*lines, ""]
 
 
 INTRO = (
