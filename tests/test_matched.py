@@ -170,3 +170,28 @@ def test_each_loss_front_drops_a_beta_that_moved_further_for_less_reward():
     md = matched.section(fams, sft, {"demo": {}}).split("own fronts")[1]
     assert "| sigmoid | 0.03, 0.1, 0.3, 1 (of 5) | all (of 5) |" in md
     assert "| ipo | all (of 5) | all (of 5) |" in md
+
+
+def test_a_family_that_never_returns_to_sft_is_not_anchored_at_it():
+    """H-DPO with α = 1.5 stays ≥ 11.3 nats from π_ref (KL = 11 + 1/β) and is 0.05 EAD below DPO
+    at every KL. Anchored at SFT, its curve would run straight from SFT to its nearest run and
+    the comparison would use levels no H-DPO run reached; unanchored, it is made where both ran."""
+    exps = dict(_run(f"l1-sft-s{s}", "sft", 0.1, s, 0.0, 0.85, 0.3) for s in range(5))
+    for s in range(5):
+        for beta in (0.03, 0.1, 0.3, 1.0, 3.0):
+            for loss, kl, gap in (("sigmoid", 3.0 / beta, 0.0), ("hdpo", 11 + 1 / beta, 0.05)):
+                kl *= 1 + 0.01 * s
+                ead = 0.85 - 0.003 * kl - gap
+                name, e = _run(f"{loss}-b{beta:g}-s{s}", loss, beta, s, kl, ead, 0.3 + 0.08 * kl)
+                e.params["hdpo_alpha"] = 1.5
+                exps[name] = e
+    fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS4)
+    hdpo, dpo = fams["demo", "hdpo", (("hdpo_alpha", 1.5),)], fams["demo", "sigmoid", ()]
+    assert not matched.reaches_reference(hdpo) and matched.reaches_reference(dpo)
+    assert 0.0 not in matched.points(hdpo, matched.KL, "diversity/ead", sft["demo"])[0][0]
+    for view in ("KL", "reward"):
+        d, at = matched.curve_difference(
+            hdpo, dpo, matched.VIEWS[view], "diversity/ead", 1, sft["demo"]
+        )
+        assert d.mean == pytest.approx(-0.05, abs=1e-3), view
+    assert min(at) > (0.3 + 0.08 * 11.3) / 2  # matched reward (z: SD 2): rewards H-DPO reached

@@ -3,11 +3,12 @@ claims restated per loss, and their Markdown (issue 19).
 
 A *family* is a loss with its fixed options (cDPO's ε, the α-divergence's α) at every β it ran
 with constant β (`grid.load_frontier`, and the levels' own β = 0.1 runs). Per seed its runs are
-points of a curve (`frontiers.monotone`); SFT, the β → ∞ end of every family, is each curve's
-KL = 0 point. Two families are compared where both curves reach, seed by seed, and a claim part
-"A > B" becomes "A's family above B's at matched KL" (its curve difference averaged over the
-levels where every seed's curves overlap; `frontiers.levels`). Parts whose two methods are one
-family (IPO τ = 0.1 vs 0.3), or that involve SFT or an annealed β, have no matched form.
+points of a curve (`frontiers.monotone`); SFT is the KL = 0 point of every family whose β → ∞
+limit is π_ref (not SimPO's, not H-DPO's with α ≠ 1: :func:`reaches_reference`). Two families
+are compared where both curves reach, seed by seed, and a claim part "A > B" becomes "A's family
+above B's at matched KL" (its curve difference averaged over the levels where every seed's
+curves overlap; `frontiers.levels`). Parts whose two methods are one family (IPO τ = 0.1 vs
+0.3), or that involve SFT or an annealed β, have no matched form.
 The study-wide Pareto fronts of the configurations' means (:func:`means`) are described, not
 tested.
 """
@@ -111,16 +112,29 @@ def families(
     return out, {sc: {s: _mean(r) for s, r in ss.items()} for sc, ss in sft.items()}
 
 
+def reaches_reference(fam: Family) -> bool:
+    """Whether the family tends to the SFT policy π_ref as β grows, which makes SFT the KL = 0
+    end of its curve: true of the losses of log-ratios to π_ref whose optimum is π_ref at
+    β → ∞. False for SimPO, which has no reference (nothing pulls it back: its KL stayed ≈ 22
+    nats at β = 5 and 10), and for H-DPO with α ≠ 1, whose optimum tends to π_ref^{1/α}, not
+    π_ref (its KL stayed ≥ 11.7 nats at α = 1.5): anchored at SFT, their curves would be a
+    straight line from SFT to their nearest run, and a matched comparison there a guess."""
+    if fam.loss == "simpo":
+        return False
+    return not (fam.loss == "hdpo" and dict(fam.options).get("hdpo_alpha", 1.0) != 1.0)
+
+
 def points(fam: Family, x: str, y: str, sft: dict[int, dict] | None = None) -> frontiers.Points:
     """seed → (x, y) of the family's runs over β, with its seed's SFT run as one more point
-    (`sft`; the KL = 0 end) when given and it has both metrics. Only seeds with runs at two β
-    or more: one β and SFT would make a straight line of an assumption."""
+    (`sft`; the KL = 0 end) when given, it has both metrics and the family tends to SFT
+    (:func:`reaches_reference`). Only seeds with runs at two β or more: one β and SFT would make
+    a straight line of an assumption."""
     out = {}
     for seed, by_beta in fam.points.items():
         pts = [(m[x], m[y]) for m in by_beta.values() if x in m and y in m]
         if len(pts) < 2:
             continue
-        anchor = (sft or {}).get(seed)
+        anchor = (sft or {}).get(seed) if reaches_reference(fam) else None
         if anchor is not None and x in anchor and y in anchor:
             pts.append((anchor[x], anchor[y]))
         if pts:
