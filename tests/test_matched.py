@@ -189,9 +189,10 @@ def test_a_family_that_never_returns_to_sft_is_not_anchored_at_it():
     hdpo, dpo = fams["demo", "hdpo", (("hdpo_alpha", 1.5),)], fams["demo", "sigmoid", ()]
     assert not matched.reaches_reference(hdpo) and matched.reaches_reference(dpo)
     assert 0.0 not in matched.points(hdpo, matched.KL, "diversity/ead", sft["demo"])[0][0]
-    for view in ("KL", "reward"):
+    nearest = (11 + 1 / 3.0) * 1.04  # H-DPO's smallest KL, in the seed where it is largest
+    for view, reached in (("KL", nearest), ("reward", (0.3 + 0.08 * nearest) / 2)):  # z: SD 2
         d, at = matched.curve_difference(
             hdpo, dpo, matched.VIEWS[view], "diversity/ead", 1, sft["demo"]
         )
         assert d.mean == pytest.approx(-0.05, abs=1e-3), view
-    assert min(at) > (0.3 + 0.08 * 11.3) / 2  # matched reward (z: SD 2): rewards H-DPO reached
+        assert min(at) >= reached, view  # only levels every seed's H-DPO runs reached
