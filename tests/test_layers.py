@@ -32,6 +32,7 @@ ANALYSIS = (
     "markdown",
     "paired",
     "matched",
+    "fronts",
     "report",
     "cli",
 )

@@ -5,7 +5,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from prefdiv import grid, matched, replicates, report
+from prefdiv import fronts, grid, matched, replicates, report
 from prefdiv.experiments import EVAL, PAIRS, Experiment
 from prefdiv.plan import Plan
 
@@ -135,9 +135,9 @@ def test_pareto_fronts_of_the_configuration_means():
     reward–KL plane every configuration is on the front, and in the reward–EAD plane IPO keeps
     only the one point (τ = 0.03, KL ≈ 22) that no DPO point matches in both reward and EAD."""
     fams, sft = matched.families(replicates.standardise(study())[0], LEVELS)
-    pts = matched.means(fams, sft["demo"])
+    pts = fronts.means(fams, sft["demo"])
     assert pts[0][:2] == ("SFT", None) and all(m["seeds"] == 5 for _, _, m in pts)
-    md = matched.section(fams, sft, {"demo": {}})
+    md = fronts.section(fams, sft)
     kl, ead = md.split("**reward–KL**")[1].split("**Each loss")[0].split("**reward–EAD**")
     rows = sum(ln.startswith("| ") for ln in kl.splitlines())
     assert rows == 1 + 1 + 5 + 5  # header, SFT, 5 DPO, 5 IPO
@@ -167,7 +167,7 @@ def test_each_loss_front_drops_a_beta_that_moved_further_for_less_reward():
     for s in range(5):  # DPO β = 3 moves further than β = 1 for less reward: off its front
         exps[f"fr-sigmoid-b3-s{s}"].eval["kl/rb"] = 5.0
     fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
-    md = matched.section(fams, sft, {"demo": {}}).split("own fronts")[1]
+    md = fronts.section(fams, sft).split("own fronts")[1]
     assert "| sigmoid | 0.03, 0.1, 0.3, 1 (of 5) | all (of 5) |" in md
     assert "| ipo | all (of 5) | all (of 5) |" in md
 

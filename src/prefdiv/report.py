@@ -22,6 +22,7 @@ from prefdiv import (
     catalogue,
     experiments,
     figures,
+    fronts,
     matched,
     names,
     paired,
@@ -258,6 +259,7 @@ def compare(
         md.append(paired.sections(r.configs, prompts, levels, plan_, judged))
     if judged:
         md.append(matched.section(fams, sft, judged))
+        md.append(fronts.section(fams, sft))
     if ref:
         md.append(
             orderings(r.pooled, ref, replicates.prompt_tables(r.configs, prompts or {}, levels))
