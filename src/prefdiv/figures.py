@@ -160,6 +160,13 @@ def reward_kl_figure(exps: dict[str, Pooled], path: Path) -> None:
 FRONTIER_ROWS = 2  # reward vs KL, diversity vs KL
 
 
+def _kl_grid(lo: float, hi: float) -> np.ndarray:
+    """Points from `lo` to `hi`, even on the symlog axis: linear below 1 nat, geometric above."""
+    below = np.linspace(lo, min(hi, 1.0), 20) if lo < 1.0 else np.array([])
+    above = np.geomspace(max(lo, 1.0), hi, 60) if hi > 1.0 else np.array([])
+    return np.unique(np.concatenate([below, above]))
+
+
 def frontier_figure(
     series: dict[int | None, list[tuple[str, list[frontiers.Points]]]],
     path: Path,
@@ -169,9 +176,10 @@ def frontier_figure(
     """Reward vs KL (top) and diversity vs KL (bottom), one column per level of the grid.
 
     `series`: level → [(loss label, [its reward points, its diversity points])], each
-    `frontiers.Points` (seed → (KL, y) over β, SFT at KL 0). Per loss its mean curve over seeds
-    with the seed band (`frontiers.band`: t interval over the seeds reaching each KL), its runs
-    as faint points. False (and no file) when there is nothing to draw.
+    `frontiers.Points` (seed → (KL, y) over β, SFT at KL 0 where the loss tends to it). Per loss
+    its mean curve over seeds with the seed band (`frontiers.band`: t interval over seeds) over
+    the KL range every seed's curve reaches, its runs as faint points; KL on a symlog axis.
+    False (and no file) when there is nothing to draw.
     """
     drawn = {lvl: s for lvl, s in series.items() if any(any(p) for _, p in s)}
     if not drawn:
@@ -192,12 +200,18 @@ def frontier_figure(
                 color = f"C{i}"
                 for x_s, y_s in pts.values():
                     ax.scatter(x_s, y_s, s=8, alpha=0.3, color=color)
-                lo = min(c.span[0] for c in curves.values())
-                hi = max(c.span[1] for c in curves.values())
-                xs = np.linspace(lo, hi, 60)
-                mean, low, high = frontiers.band(curves, xs)
-                ax.plot(xs, mean, color=color, label=label)
-                ax.fill_between(xs, low, high, color=color, alpha=0.15)
+                # the line and band only where every seed's curve reaches (where the matched
+                # comparisons are made): past it a t band over 2 seeds is 12.7 SE wide
+                lo = max(c.span[0] for c in curves.values())
+                hi = min(c.span[1] for c in curves.values())
+                if lo < hi:
+                    xs = _kl_grid(lo, hi)
+                    mean, low, high = frontiers.band(curves, xs)
+                    ax.plot(xs, mean, color=color, label=label)
+                    ax.fill_between(xs, low, high, color=color, alpha=0.15)
+                else:  # no KL that every seed reached: its runs only
+                    ax.scatter([], [], color=color, label=f"{label} (runs only)")
+            ax.set_xscale("symlog", linthresh=1.0)  # SFT at 0; KL from < 1 to > 100 nats
             ax.grid(alpha=0.3)
             if col == 0:
                 ax.set_ylabel(ylabels[r])
@@ -208,8 +222,8 @@ def frontier_figure(
             else:
                 ax.set_xlabel("KL(π‖π_ref), nats per response")
     fig.suptitle(
-        "β frontiers: mean over seeds of each loss's isotonic curve, 95 % t band over seeds;"
-        " faint: runs (one per β and seed; SFT at KL 0)"
+        "β frontiers: mean over seeds of each loss's isotonic curve where every seed reaches,"
+        " 95 % t band over seeds; faint: runs (one per β and seed; SFT at KL 0)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
