@@ -50,14 +50,14 @@ def test_families_group_runs_over_beta_with_their_level():
     ipo = fams["demo", "ipo", ()]
     assert ipo.level == 3 and sorted(ipo.points[0]) == [0.03, 0.1, 0.3, 1.0, 3.0]
     assert sorted(sft["demo"]) == list(range(5)) and matched.has_frontier(fams)
-    pts = matched.points(ipo, matched.KL, "diversity/ead", sft["demo"])
-    assert len(pts[0][0]) == 6  # five β and SFT at KL 0
+    pts = matched.points(ipo, matched.KL, "diversity/ead")
+    assert len(pts[0][0]) == 5  # five β; SFT is no point of a curve
 
 
 def test_claim_3_reverses_at_matched_kl_although_ipo_looks_more_diverse_at_its_beta():
     exps = study()
     fams, sft = matched.families(exps, LEVELS)
-    rows = matched.claims_at("KL", fams, sft["demo"], "demo", PLAN)
+    rows = matched.claims_at("KL", fams, "demo", PLAN)
     (three,) = [r for r in rows if r["claim"] == "3" and r["column"] == "ead"]
     part, cdpo = three["parts"]  # IPO 0.1, 0.3, 0.5 > DPO: one comparison, ipo > sigmoid
     assert (part.a, part.b) == ("ipo", "sigmoid") and cdpo.verdict == "missing"  # not run
@@ -119,7 +119,7 @@ def test_level4_is_judged_against_dpo_at_matched_reward(seeds, gain, verdict):
     exps, _ = replicates.standardise(_level4(seeds, gain))  # as `prefdiv compare` does
     fams, sft = matched.families(exps, LEVELS4)
     plan = Plan(0.05, 5, {matched.LEVEL4: "ead"}, {"ead": 0.01})
-    rows = matched.level4_at("reward", fams, sft["demo"], "demo", plan)
+    rows = matched.level4_at("reward", fams, "demo", plan)
     (ead,) = [r for r in rows if r["column"] == "ead"]
     assert ead["claim"] == matched.LEVEL4 and ead["primary"]
     assert ead["text"] == "hdpo (α_H=1.2) more diverse than sigmoid"
@@ -158,7 +158,7 @@ def test_described_metrics_are_tabled_and_compared_at_matched_kl_but_not_judged(
     assert "rarefied entropy, 64 tokens" in table.split("| ipo")[0]
     assert "| l1-sft | 5 seeds | 3.850 [" in md  # the configuration table of described metrics
     fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
-    judged = matched.claims_at("KL", fams, sft["demo"], "demo", PLAN)
+    judged = matched.claims_at("KL", fams, "demo", PLAN)
     assert not [r for r in judged if "rarefied" in r["key"]]
 
 
@@ -172,7 +172,7 @@ def test_each_loss_front_drops_a_beta_that_moved_further_for_less_reward():
     assert "| ipo | all (of 5) | all (of 5) |" in md
 
 
-def test_a_family_that_never_returns_to_sft_is_not_anchored_at_it():
+def test_no_curve_is_anchored_at_sft():
     """H-DPO with α = 1.5 stays ≥ 11.3 nats from π_ref (KL = 11 + 1/β) and is 0.05 EAD below DPO
     at every KL. Anchored at SFT, its curve would run straight from SFT to its nearest run and
     the comparison would use levels no H-DPO run reached; unanchored, it is made where both ran."""
@@ -185,14 +185,11 @@ def test_a_family_that_never_returns_to_sft_is_not_anchored_at_it():
                 name, e = _run(f"{loss}-b{beta:g}-s{s}", loss, beta, s, kl, ead, 0.3 + 0.08 * kl)
                 e.params["hdpo_alpha"] = 1.5
                 exps[name] = e
-    fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS4)
+    fams, _ = matched.families(replicates.standardise(exps)[0], LEVELS4)
     hdpo, dpo = fams["demo", "hdpo", (("hdpo_alpha", 1.5),)], fams["demo", "sigmoid", ()]
-    assert not matched.reaches_reference(hdpo) and matched.reaches_reference(dpo)
-    assert 0.0 not in matched.points(hdpo, matched.KL, "diversity/ead", sft["demo"])[0][0]
+    assert 0.0 not in matched.points(hdpo, matched.KL, "diversity/ead")[0][0]
     nearest = (11 + 1 / 3.0) * 1.04  # H-DPO's smallest KL, in the seed where it is largest
     for view, reached in (("KL", nearest), ("reward", (0.3 + 0.08 * nearest) / 2)):  # z: SD 2
-        d, at = matched.curve_difference(
-            hdpo, dpo, matched.VIEWS[view], "diversity/ead", 1, sft["demo"]
-        )
+        d, at = matched.curve_difference(hdpo, dpo, matched.VIEWS[view], "diversity/ead", 1)
         assert d.mean == pytest.approx(-0.05, abs=1e-3), view
         assert min(at) >= reached, view  # only levels every seed's H-DPO runs reached

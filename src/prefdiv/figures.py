@@ -176,7 +176,7 @@ def frontier_figure(
     """Reward vs KL (top) and diversity vs KL (bottom), one column per level of the grid.
 
     `series`: level → [(loss label, [its reward points, its diversity points])], each
-    `frontiers.Points` (seed → (KL, y) over β, SFT at KL 0 where the loss tends to it). Per loss
+    `frontiers.Points` (seed → (KL, y) over β; an entry labelled SFT: its runs, black). Per loss
     its mean curve over seeds with the seed band (`frontiers.band`: t interval over seeds) over
     the KL range every seed's curve reaches, its runs as faint points; KL on a symlog axis.
     False (and no file) when there is nothing to draw.
@@ -194,6 +194,10 @@ def frontier_figure(
             ax = axes[r][col]
             for i, (label, per_row) in enumerate(drawn[lvl]):
                 pts = per_row[r]
+                if label.startswith("SFT"):  # the starting point: its runs, no curve
+                    xy = np.array([(x[0], y[0]) for x, y in pts.values()]).reshape(-1, 2)
+                    ax.scatter(*xy.T, s=25, marker="x", color="black", label=label)
+                    continue
                 curves = frontiers.curves(pts)
                 if not curves:
                     continue
@@ -223,7 +227,7 @@ def frontier_figure(
                 ax.set_xlabel("KL(π‖π_ref), nats per response")
     fig.suptitle(
         "β frontiers: mean over seeds of each loss's isotonic curve where every seed reaches,"
-        " 95 % t band over seeds; faint: runs (one per β and seed; SFT at KL 0)"
+        " 95 % t band over seeds; faint: runs (one per β and seed); ×: SFT (one per seed)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -3,8 +3,7 @@ claims restated per loss, and their Markdown (issue 19).
 
 A *family* is a loss with its fixed options (cDPO's ε, the α-divergence's α) at every β it ran
 with constant β (`grid.load_frontier`, and the levels' own β = 0.1 runs). Per seed its runs are
-points of a curve (`frontiers.monotone`); SFT is the KL = 0 point of every family whose β → ∞
-limit is π_ref (not SimPO's, not H-DPO's with α ≠ 1: :func:`reaches_reference`). Two families
+the points of a curve (`frontiers.monotone`), its runs only (not SFT: :func:`points`). Families
 are compared where both curves reach, seed by seed, and a claim part "A > B" becomes "A's family
 above B's at matched KL" (its curve difference averaged over the levels where every seed's
 curves overlap; `frontiers.levels`). Parts whose two methods are one family (IPO τ = 0.1 vs
@@ -110,44 +109,30 @@ def families(
     return out, {sc: {s: _mean(r) for s, r in ss.items()} for sc, ss in sft.items()}
 
 
-def reaches_reference(fam: Family) -> bool:
-    """Whether the family tends to the SFT policy π_ref as β grows, which makes SFT the KL = 0
-    end of its curve: true of the losses of log-ratios to π_ref whose optimum is π_ref at
-    β → ∞. False for SimPO, which has no reference (nothing pulls it back: its KL stayed ≈ 22
-    nats at β = 5 and 10), and for H-DPO with α ≠ 1, whose optimum tends to π_ref^{1/α}, not
-    π_ref (its KL stayed ≥ 11.7 nats at α = 1.5): anchored at SFT, their curves would be a
-    straight line from SFT to their nearest run, and a matched comparison there a guess."""
-    if fam.loss == "simpo":
-        return False
-    return not (fam.loss == "hdpo" and dict(fam.options).get("hdpo_alpha", 1.0) != 1.0)
+def points(fam: Family, x: str, y: str) -> frontiers.Points:
+    """seed → (x, y) of the family's runs over β; only seeds with runs at two β or more.
 
-
-def points(fam: Family, x: str, y: str, sft: dict[int, dict] | None = None) -> frontiers.Points:
-    """seed → (x, y) of the family's runs over β, with its seed's SFT run as one more point
-    (`sft`; the KL = 0 end) when given, it has both metrics and the family tends to SFT
-    (:func:`reaches_reference`). Only seeds with runs at two β or more: one β and SFT would make
-    a straight line of an assumption."""
+    The SFT policy is not a point of any curve. It is every loss's β → ∞ limit in theory, but
+    not within reach here: FKL and the α-divergence stay ≥ 3.4 nats from it at every β run, SimPO
+    (no reference) ≈ 22, H-DPO α = 1.5 ≥ 11.7, DPO's β = 10 still at reward z 1.0 of SFT's 0.
+    A curve anchored at SFT would run straight through a region none of the loss's runs reached,
+    and a matched comparison there would be a guess."""
     out = {}
     for seed, by_beta in fam.points.items():
         pts = [(m[x], m[y]) for m in by_beta.values() if x in m and y in m]
-        if len(pts) < 2:
-            continue
-        anchor = (sft or {}).get(seed) if reaches_reference(fam) else None
-        if anchor is not None and x in anchor and y in anchor:
-            pts.append((anchor[x], anchor[y]))
-        if pts:
+        if len(pts) >= 2:
             xs, ys = np.array(pts).T
             out[seed] = (xs, ys)
     return out
 
 
 def curve_difference(
-    a: Family, b: Family, x: str, y: str, sign: int, sft: dict[int, dict] | None
+    a: Family, b: Family, x: str, y: str, sign: int
 ) -> tuple[stats.Estimate | None, list[float]]:
     """A − B in `y` (`sign` −1: B − A, so > 0 = better) at matched `x`: per seed the mean of the
     curves' difference over :func:`frontiers.levels`, with the t interval over seeds; None (and
     no levels) when the curves do not overlap in every seed both ran."""
-    ca, cb = frontiers.curves(points(a, x, y, sft)), frontiers.curves(points(b, x, y, sft))
+    ca, cb = frontiers.curves(points(a, x, y)), frontiers.curves(points(b, x, y))
     at = frontiers.levels(ca, cb)
     if not at:
         return None, []
@@ -166,9 +151,7 @@ def method_family(method: str, scale: str | None) -> tuple | None:
     return family_key({"loss": loss, "beta": beta, "beta_end": None, "scale": scale, **options})
 
 
-def claims_at(
-    view: str, fams: dict[tuple, Family], sft: dict[int, dict], scale, plan: Plan
-) -> list[dict]:
+def claims_at(view: str, fams: dict[tuple, Family], scale, plan: Plan) -> list[dict]:
     """The claims at matched `view` ("KL" or "reward"), judged as the claims at β = 0.1 are
     (`reference.judge`, one family of cells). Parts become family comparisons, merged when two
     parts name the same pair; at matched reward the reward claims have no meaning and are left
@@ -190,7 +173,7 @@ def claims_at(
             found = []
             for fa, rel, fb in pairs:
                 if fa in fams and fb in fams:
-                    d, _ = curve_difference(fams[fa], fams[fb], x, m.key, m.sign, sft)
+                    d, _ = curve_difference(fams[fa], fams[fb], x, m.key, m.sign)
                 else:
                     d = None
                 la = fams[fa].label if fa in fams else fa[1]
@@ -203,9 +186,7 @@ def claims_at(
     return reference.judge(cells, plan)
 
 
-def level4_at(
-    view: str, fams: dict[tuple, Family], sft: dict[int, dict], scale, plan: Plan
-) -> list[dict]:
+def level4_at(view: str, fams: dict[tuple, Family], scale, plan: Plan) -> list[dict]:
     """Level 4 at matched `view`: every level-4 family against each of :data:`LEVEL4_AGAINST`,
     "more diverse" on every diversity metric (and, at matched KL, "higher reward"), one part per
     cell, judged as one family of cells (`reference.judge`: Holm across all of them). The
@@ -221,7 +202,7 @@ def level4_at(
             if base is None:
                 continue
             for m in metrics:
-                d, _ = curve_difference(fam, base, x, m.key, m.sign, sft)
+                d, _ = curve_difference(fam, base, x, m.key, m.sign)
                 what = "more diverse" if m in catalogue.DIVERSITY else "higher reward"
                 text = f"{fam.label} {what} than {base.label}"
                 part = reference.Part(fam.label, ">", base.label, d)
@@ -234,14 +215,26 @@ def series(
     fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], diversity: str
 ) -> dict[int | None, list[tuple[str, list[frontiers.Points]]]]:
     """What `figures.frontier_figure` draws: level → [(family label, [reward points, `diversity`
-    points])] vs KL, families that ran at two β or more."""
+    points])] vs KL, families that ran at two β or more, then ("SFT", its runs: one point per
+    seed, drawn but no curve) in every level that has one."""
     out: dict[int | None, list] = {}
+    several = len({k[0] for k in fams}) > 1
     for fam in sorted(fams.values(), key=lambda f: (str(f.scale), f.label)):
-        anchor = sft.get(fam.scale, {})
-        rows = [points(fam, KL, y, anchor) for y in (REWARD, diversity)]
+        rows = [points(fam, KL, y) for y in (REWARD, diversity)]
         if any(rows):
-            label = fam.label if len({k[0] for k in fams}) == 1 else f"{fam.label} ({fam.scale})"
+            label = f"{fam.label} ({fam.scale})" if several else fam.label
             out.setdefault(fam.level, []).append((label, rows))
+    for scale, runs in sft.items():
+        rows = [
+            {
+                s: (np.array([m[KL]]), np.array([m[y]]))
+                for s, m in runs.items()
+                if KL in m and y in m
+            }
+            for y in (REWARD, diversity)
+        ]
+        for entries in out.values():
+            entries.append((f"SFT ({scale})" if several else "SFT", rows))
     return out
 
 
@@ -250,27 +243,19 @@ def has_frontier(fams: dict[tuple, Family]) -> bool:
     return any(len(bs) >= 2 for f in fams.values() for bs in f.points.values())
 
 
-def views(
-    fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], plan: Plan
-) -> dict[str | None, dict[str, list[dict]]]:
+def views(fams: dict[tuple, Family], plan: Plan) -> dict[str | None, dict[str, list[dict]]]:
     """scale → view ("KL", "reward") → the claims judged at matched KL / reward
     (:func:`claims_at`), then level 4's (:func:`level4_at`, a family of cells of its own)."""
     out = {}
     for scale in sorted({k[0] for k in fams}, key=str):
         mine = {k: f for k, f in fams.items() if k[0] == scale}
-        anchor = sft.get(scale, {})
         out[scale] = {
-            v: claims_at(v, mine, anchor, scale, plan) + level4_at(v, mine, anchor, scale, plan)
-            for v in VIEWS
+            v: claims_at(v, mine, scale, plan) + level4_at(v, mine, scale, plan) for v in VIEWS
         }
     return out
 
 
-def section(
-    fams: dict[tuple, Family],
-    sft: dict[str | None, dict[int, dict]],
-    judged: dict[str | None, dict[str, list[dict]]],
-) -> str:
+def section(fams: dict[tuple, Family], judged: dict[str | None, dict[str, list[dict]]]) -> str:
     """Markdown: each family against DPO (`sigmoid`) at matched KL and at matched reward, then
     the claims in both views (`judged`, :func:`views`; primary metrics)."""
     md = []
@@ -280,7 +265,7 @@ def section(
         if base is None:
             continue
         md += [f"## At matched KL and matched reward (scale `{scale}`)", "", INTRO, ""]
-        md += _against(base, mine, sft.get(scale, {}))
+        md += _against(base, mine)
         for view, rows in judged.get(scale, {}).items():
             md += _claims(view, rows)
     return "\n".join(md)
@@ -288,24 +273,25 @@ def section(
 
 INTRO = (
     "Each loss at every β it ran is a curve per seed (isotonic in KL, or in the standardised"
-    " reward; SFT is its KL = 0 point). A − DPO is the curves' difference averaged over the"
-    " levels (quartiles) of the range both reach in every seed, then the t interval over seeds;"
-    " no level outside a curve's points is used (no extrapolation). `—`: the curves do not"
-    " overlap, or fewer than two seeds. Self-BLEU: sign flipped, > 0 = more diverse."
+    " reward), through its runs only (SFT is not a point of any curve: no loss's runs reach it)."
+    " A − DPO is the curves' difference averaged over the levels (quartiles) of the range both"
+    " reach in every seed, then the t interval over seeds; no level outside a curve's points is"
+    " used (no extrapolation). `—`: the curves do not overlap, or fewer than two seeds."
+    " Self-BLEU: sign flipped, > 0 = more diverse."
 )
 
 
-def _against(base: Family, fams: dict[tuple, Family], sft: dict[int, dict]) -> list[str]:
+def _against(base: Family, fams: dict[tuple, Family]) -> list[str]:
     md = []
     for view, x in VIEWS.items():
-        md += _against_table(base, fams, sft, view, x, list(catalogue.DIVERSITY), "")
+        md += _against_table(base, fams, view, x, list(catalogue.DIVERSITY), "")
         md += _against_table(
-            base, fams, sft, view, x, list(DESCRIBED), ", described metrics (not judged)"
+            base, fams, view, x, list(DESCRIBED), ", described metrics (not judged)"
         )
     return md
 
 
-def _against_table(base, fams, sft, view: str, x: str, cols: list, title: str) -> list[str]:
+def _against_table(base, fams, view: str, x: str, cols: list, title: str) -> list[str]:
     """One table of :func:`_against`: each family − DPO in those of `cols` some run has, at
     matched `view`; [] when no run has any."""
     runs = [m for f in fams.values() for bs in f.points.values() for m in bs.values()]
@@ -318,7 +304,7 @@ def _against_table(base, fams, sft, view: str, x: str, cols: list, title: str) -
             continue
         cells, span = [], "—"
         for m in cols:
-            d, at = curve_difference(fam, base, x, m.key, m.sign, sft)
+            d, at = curve_difference(fam, base, x, m.key, m.sign)
             cells.append(fmt_difference(d, m.decimals))
             span = f"{at[0]:.2f}–{at[-1]:.2f}" if at else span
         lvl = "—" if fam.level is None else str(fam.level)

@@ -224,7 +224,7 @@ def compare(
     plan_ = analysis or Plan()
     fams, sft = matched.families(r.usable, levels)
     frontier = matched.has_frontier(fams)
-    judged = matched.views(fams, sft, plan_) if frontier else {}
+    judged = matched.views(fams, plan_) if frontier else {}
     if frontier:
         div = catalogue.BY_COLUMN[plan_.primary.get("1", "ead")]
         drawn = matched.series(fams, sft, div.key)
@@ -258,7 +258,7 @@ def compare(
             md.append(f"Without `{PROMPTS}` (left out of the paired statistics): {no_table}\n")
         md.append(paired.sections(r.configs, prompts, levels, plan_, judged))
     if judged:
-        md.append(matched.section(fams, sft, judged))
+        md.append(matched.section(fams, judged))
         md.append(fronts.section(fams, sft))
     if ref:
         md.append(
