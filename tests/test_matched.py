@@ -5,7 +5,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from prefdiv import fronts, grid, matched, replicates, report
+from prefdiv import frontiers, fronts, grid, matched, replicates, report
 from prefdiv.experiments import EVAL, PAIRS, Experiment
 from prefdiv.plan import Plan
 
@@ -80,6 +80,7 @@ def test_the_report_draws_the_frontiers_and_states_both_views(tmp_path):
     assert png.shape[1] // (5 * 120) == 2  # a column per level that has a family: 1 and 3
     ipo = next(ln for ln in md.splitlines() if ln.startswith("| ipo | 3 |"))
     assert "−" in ipo or "-0.0" in ipo
+    assert "| EAD p (Holm) |" in md and ipo.endswith("| 0.000 |")  # −0.02, noise 1e-4: p ≈ 0
 
 
 def test_no_frontier_no_section(tmp_path):
@@ -188,8 +189,31 @@ def test_no_curve_is_anchored_at_sft():
     fams, _ = matched.families(replicates.standardise(exps)[0], LEVELS4)
     hdpo, dpo = fams["demo", "hdpo", (("hdpo_alpha", 1.5),)], fams["demo", "sigmoid", ()]
     assert 0.0 not in matched.points(hdpo, matched.KL, "diversity/ead")[0][0]
-    nearest = (11 + 1 / 3.0) * 1.04  # H-DPO's smallest KL, in the seed where it is largest
+    nearest = 11 + 1 / 3.0  # H-DPO's smallest KL (seed 0's; the other seeds' are larger)
     for view, reached in (("KL", nearest), ("reward", (0.3 + 0.08 * nearest) / 2)):  # z: SD 2
         d, at = matched.curve_difference(hdpo, dpo, matched.VIEWS[view], "diversity/ead", 1)
         assert d.mean == pytest.approx(-0.05, abs=1e-3), view
-        assert min(at) >= reached, view  # only levels every seed's H-DPO runs reached
+        assert min(at) >= reached, view  # only levels H-DPO's runs reached
+
+
+def test_matched_levels_are_each_seeds_own_overlap():
+    """Each seed's two curves overlap (KL 10s + 2 … 10s + 5), but no KL is reached in every seed:
+    the comparison is made per seed, where that seed's curves overlap, and IPO's 0.02 deficit is
+    found in all five."""
+    exps = {}
+    for s in range(5):
+        for i, beta in enumerate((0.03, 0.1, 0.3, 1.0, 3.0)):
+            for loss, kl, gap in (
+                ("sigmoid", 10.0 * s + 5 - i, 0.0),
+                ("ipo", 10.0 * s + 6 - i, 0.02),
+            ):
+                ead = 0.85 - 0.003 * kl - gap
+                name, e = _run(f"{loss}-b{beta:g}-s{s}", loss, beta, s, kl, ead, 0.3 + 0.08 * kl)
+                exps[name] = e
+    fams, _ = matched.families(exps, LEVELS)
+    ipo, dpo = fams["demo", "ipo", ()], fams["demo", "sigmoid", ()]
+    curves = [frontiers.curves(matched.points(f, matched.KL, "diversity/ead")) for f in (ipo, dpo)]
+    assert frontiers.levels(*curves) == []  # no level common to every seed
+    d, at = matched.curve_difference(ipo, dpo, matched.KL, "diversity/ead", 1)
+    assert d.n_seeds == 5 and d.mean == pytest.approx(-0.02, abs=1e-9)
+    assert at[0] == pytest.approx(2.75) and at[-1] == pytest.approx(44.25)  # seeds 0 and 4

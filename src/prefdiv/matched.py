@@ -5,9 +5,9 @@ A *family* is a loss with its fixed options (cDPO's ε, the α-divergence's α) 
 with constant β (`grid.load_frontier`, and the levels' own β = 0.1 runs). Per seed its runs are
 the points of a curve (`frontiers.monotone`), its runs only (not SFT: :func:`points`). Families
 are compared where both curves reach, seed by seed, and a claim part "A > B" becomes "A's family
-above B's at matched KL" (its curve difference averaged over the levels where every seed's
-curves overlap; `frontiers.levels`). Parts whose two methods are one family (IPO τ = 0.1 vs
-0.3), or that involve SFT or an annealed β, have no matched form.
+above B's at matched KL" (per seed, its curve difference averaged over the levels where the two
+curves of that seed overlap; `frontiers.levels`). Parts whose two methods are one family (IPO
+τ = 0.1 vs 0.3), or that involve SFT or an annealed β, have no matched form.
 """
 
 from __future__ import annotations
@@ -129,17 +129,21 @@ def points(fam: Family, x: str, y: str) -> frontiers.Points:
 def curve_difference(
     a: Family, b: Family, x: str, y: str, sign: int
 ) -> tuple[stats.Estimate | None, list[float]]:
-    """A − B in `y` (`sign` −1: B − A, so > 0 = better) at matched `x`: per seed the mean of the
-    curves' difference over :func:`frontiers.levels`, with the t interval over seeds; None (and
-    no levels) when the curves do not overlap in every seed both ran."""
+    """A − B in `y` (`sign` −1: B − A, so > 0 = better) at matched `x`, seed by seed: in each
+    seed both ran, the curves' difference averaged over the quartiles of the x range both reach
+    in that seed (`frontiers.levels`; a seed where they do not overlap is left out, so a verdict
+    may lack seeds); then the t interval over those seeds. Also every level used, sorted (none:
+    no seed overlaps). Per-seed levels, not levels common to all seeds: the standardised reward
+    of a seed's runs spans ≈ 0.3 SD and shifts between seeds, so a range every seed reaches is
+    often empty although each seed's two curves overlap."""
     ca, cb = frontiers.curves(points(a, x, y)), frontiers.curves(points(b, x, y))
-    at = frontiers.levels(ca, cb)
-    if not at:
-        return None, []
-    per_seed = {}
+    per_seed, used = {}, []
     for s in sorted(ca.keys() & cb.keys()):
-        per_seed[s, 0] = sign * float(np.mean([ca[s].at(v) - cb[s].at(v) for v in at]))
-    return (stats.estimate(per_seed) if len(per_seed) >= 2 else None), at
+        at = frontiers.levels({s: ca[s]}, {s: cb[s]})
+        if at:
+            per_seed[s, 0] = sign * float(np.mean([ca[s].at(v) - cb[s].at(v) for v in at]))
+            used += at
+    return (stats.estimate(per_seed) if len(per_seed) >= 2 else None), sorted(used)
 
 
 def method_family(method: str, scale: str | None) -> tuple | None:
@@ -274,32 +278,57 @@ def section(fams: dict[tuple, Family], judged: dict[str | None, dict[str, list[d
 INTRO = (
     "Each loss at every β it ran is a curve per seed (isotonic in KL, or in the standardised"
     " reward), through its runs only (SFT is not a point of any curve: no loss's runs reach it)."
-    " A − DPO is the curves' difference averaged over the levels (quartiles) of the range both"
-    " reach in every seed, then the t interval over seeds; no level outside a curve's points is"
-    " used (no extrapolation). `—`: the curves do not overlap, or fewer than two seeds."
+    " A − DPO is, per seed, the curves' difference averaged over the quartiles of the range both"
+    " reach in that seed, then the t interval over the seeds where they overlap (k/n: seeds"
+    " agreeing in sign / seeds compared); no level outside a curve's points is used (no"
+    " extrapolation). `range`: the lowest and highest level used. `—`: the curves overlap in"
+    " fewer than two seeds. EAD p (Holm): the two-sided t test of the EAD difference, Holm over"
+    " every loss against DPO in both views (the family behind any such statement outside the"
+    " claims)."
     " Self-BLEU: sign flipped, > 0 = more diverse."
 )
 
 
 def _against(base: Family, fams: dict[tuple, Family]) -> list[str]:
+    adjusted = _holm_against(base, fams)
     md = []
     for view, x in VIEWS.items():
-        md += _against_table(base, fams, view, x, list(catalogue.DIVERSITY), "")
+        md += _against_table(base, fams, view, x, list(catalogue.DIVERSITY), "", adjusted)
         md += _against_table(
-            base, fams, view, x, list(DESCRIBED), ", described metrics (not judged)"
+            base, fams, view, x, list(DESCRIBED), ", described metrics (not judged)", {}
         )
     return md
 
 
-def _against_table(base, fams, view: str, x: str, cols: list, title: str) -> list[str]:
+PRIMARY = "diversity/ead"  # the diversity claims' primary metric (analysis.yaml), in _against
+
+
+def _holm_against(base: Family, fams: dict[tuple, Family]) -> dict[tuple, float]:
+    """(view, family key) → Holm-adjusted p (two-sided t over seeds) of family − DPO in EAD, the
+    family of tests being every family against DPO in both views: the correction behind any
+    "X differs from DPO at matched KL / reward" said outside the claims."""
+    found = {}
+    for view, x in VIEWS.items():
+        for key, fam in fams.items():
+            d, _ = curve_difference(fam, base, x, PRIMARY, 1) if fam is not base else (None, [])
+            if d is not None and len(d.units) >= 2:
+                found[view, key] = stats.part_test(d, ">")[0]
+    return dict(zip(found, stats.holm(list(found.values())), strict=True)) if found else {}
+
+
+def _against_table(
+    base, fams, view: str, x: str, cols: list, title: str, adjusted: dict[tuple, float]
+) -> list[str]:
     """One table of :func:`_against`: each family − DPO in those of `cols` some run has, at
-    matched `view`; [] when no run has any."""
+    matched `view`, and the Holm-adjusted p of its EAD difference when `adjusted` has them; []
+    when no run has any of `cols`."""
     runs = [m for f in fams.values() for bs in f.points.values() for m in bs.values()]
     cols = [m for m in cols if any(m.key in r for r in runs)]
     if not cols:
         return []
-    lines = head(["loss", "level", "range", *[m.header for m in cols]])
-    for fam in sorted(fams.values(), key=lambda f: (f.level or 99, f.label)):
+    extra = ["EAD p (Holm)"] if adjusted else []
+    lines = head(["loss", "level", "range", *[m.header for m in cols], *extra])
+    for key, fam in sorted(fams.items(), key=lambda kf: (kf[1].level or 99, kf[1].label)):
         if fam is base:
             continue
         cells, span = [], "—"
@@ -307,6 +336,9 @@ def _against_table(base, fams, view: str, x: str, cols: list, title: str) -> lis
             d, at = curve_difference(fam, base, x, m.key, m.sign)
             cells.append(fmt_difference(d, m.decimals))
             span = f"{at[0]:.2f}–{at[-1]:.2f}" if at else span
+        if adjusted:
+            p = adjusted.get((view, key))
+            cells.append("—" if p is None else f"{p:.3f}")
         lvl = "—" if fam.level is None else str(fam.level)
         lines.append(row([fam.label, lvl, span, *cells]))
     return [f"### vs DPO at matched {view}{title}", "", *lines, ""]
