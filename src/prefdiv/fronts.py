@@ -15,7 +15,7 @@ from prefdiv.matched import KL, REWARD, Family
 
 
 def section(fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]]) -> str:
-    """Markdown: :func:`fronts` per scale that has a family."""
+    """Markdown: :func:`_fronts` per scale that has a family."""
     md = []
     for scale in sorted({k[0] for k in fams}, key=str):
         mine = {k: f for k, f in fams.items() if k[0] == scale}
