@@ -259,9 +259,14 @@ def views(fams: dict[tuple, Family], plan: Plan) -> dict[str | None, dict[str, l
     return out
 
 
-def section(fams: dict[tuple, Family], judged: dict[str | None, dict[str, list[dict]]]) -> str:
-    """Markdown: each family against DPO (`sigmoid`) at matched KL and at matched reward, then
-    the claims in both views (`judged`, :func:`views`; primary metrics)."""
+def section(
+    fams: dict[tuple, Family],
+    judged: dict[str | None, dict[str, list[dict]]],
+    primary: catalogue.Metric,
+) -> str:
+    """Markdown: each family against DPO (`sigmoid`) at matched KL and at matched reward, with
+    the Holm-adjusted p of the `primary` diversity metric (the plan's), then the claims in both
+    views (`judged`, :func:`views`; primary metrics)."""
     md = []
     for scale in sorted({k[0] for k in fams}, key=str):
         mine = {k: f for k, f in fams.items() if k[0] == scale}
@@ -269,7 +274,7 @@ def section(fams: dict[tuple, Family], judged: dict[str | None, dict[str, list[d
         if base is None:
             continue
         md += [f"## At matched KL and matched reward (scale `{scale}`)", "", INTRO, ""]
-        md += _against(base, mine)
+        md += _against(base, mine, primary)
         for view, rows in judged.get(scale, {}).items():
             md += _claims(view, rows)
     return "\n".join(md)
@@ -282,51 +287,55 @@ INTRO = (
     " reach in that seed, then the t interval over the seeds where they overlap (k/n: seeds"
     " agreeing in sign / seeds compared); no level outside a curve's points is used (no"
     " extrapolation). `range`: the lowest and highest level used. `—`: the curves overlap in"
-    " fewer than two seeds. EAD p (Holm): the two-sided t test of the EAD difference, Holm over"
-    " every loss against DPO in both views (the family behind any such statement outside the"
-    " claims)."
-    " Self-BLEU: sign flipped, > 0 = more diverse."
+    " fewer than two seeds. p (Holm): the two-sided t test of the difference in the plan's"
+    " primary diversity metric, Holm over every loss against DPO in both views (the family"
+    " behind any such statement outside the claims). Self-BLEU: sign flipped, > 0 = more"
+    " diverse."
 )
 
 
-def _against(base: Family, fams: dict[tuple, Family]) -> list[str]:
-    adjusted = _holm_against(base, fams)
+def _against(base: Family, fams: dict[tuple, Family], primary: catalogue.Metric) -> list[str]:
+    adjusted = _holm_against(base, fams, primary)
+    p_header = f"{primary.header} p (Holm)"
     md = []
     for view, x in VIEWS.items():
-        md += _against_table(base, fams, view, x, list(catalogue.DIVERSITY), "", adjusted)
         md += _against_table(
-            base, fams, view, x, list(DESCRIBED), ", described metrics (not judged)", {}
+            base, fams, view, x, list(catalogue.DIVERSITY), "", (p_header, adjusted)
+        )
+        md += _against_table(
+            base, fams, view, x, list(DESCRIBED), ", described metrics (not judged)", None
         )
     return md
 
 
-PRIMARY = "diversity/ead"  # the diversity claims' primary metric (analysis.yaml), in _against
-
-
-def _holm_against(base: Family, fams: dict[tuple, Family]) -> dict[tuple, float]:
-    """(view, family key) → Holm-adjusted p (two-sided t over seeds) of family − DPO in EAD, the
-    family of tests being every family against DPO in both views: the correction behind any
-    "X differs from DPO at matched KL / reward" said outside the claims."""
+def _holm_against(
+    base: Family, fams: dict[tuple, Family], primary: catalogue.Metric
+) -> dict[tuple, float]:
+    """(view, family key) → Holm-adjusted p (two-sided t over seeds) of family − DPO in the
+    `primary` metric, the family of tests being every family against DPO in both views: the
+    correction behind any "X differs from DPO at matched KL / reward" said outside the claims."""
     found = {}
     for view, x in VIEWS.items():
         for key, fam in fams.items():
-            d, _ = curve_difference(fam, base, x, PRIMARY, 1) if fam is not base else (None, [])
+            if fam is base:
+                continue
+            d, _ = curve_difference(fam, base, x, primary.key, primary.sign)
             if d is not None and len(d.units) >= 2:
                 found[view, key] = stats.part_test(d, ">")[0]
     return dict(zip(found, stats.holm(list(found.values())), strict=True)) if found else {}
 
 
 def _against_table(
-    base, fams, view: str, x: str, cols: list, title: str, adjusted: dict[tuple, float]
+    base, fams, view: str, x: str, cols: list, title: str, adjusted: tuple[str, dict] | None
 ) -> list[str]:
     """One table of :func:`_against`: each family − DPO in those of `cols` some run has, at
-    matched `view`, and the Holm-adjusted p of its EAD difference when `adjusted` has them; []
-    when no run has any of `cols`."""
+    matched `view`, and, when `adjusted` = (header, (view, family key) → p) is given, the
+    Holm-adjusted p of its primary metric; [] when no run has any of `cols`."""
     runs = [m for f in fams.values() for bs in f.points.values() for m in bs.values()]
     cols = [m for m in cols if any(m.key in r for r in runs)]
     if not cols:
         return []
-    extra = ["EAD p (Holm)"] if adjusted else []
+    extra = [adjusted[0]] if adjusted else []
     lines = head(["loss", "level", "range", *[m.header for m in cols], *extra])
     for key, fam in sorted(fams.items(), key=lambda kf: (kf[1].level or 99, kf[1].label)):
         if fam is base:
@@ -337,7 +346,7 @@ def _against_table(
             cells.append(fmt_difference(d, m.decimals))
             span = f"{at[0]:.2f}–{at[-1]:.2f}" if at else span
         if adjusted:
-            p = adjusted.get((view, key))
+            p = adjusted[1].get((view, key))
             cells.append("—" if p is None else f"{p:.3f}")
         lvl = "—" if fam.level is None else str(fam.level)
         lines.append(row([fam.label, lvl, span, *cells]))

@@ -225,8 +225,8 @@ def compare(
     fams, sft = matched.families(r.usable, levels)
     frontier = matched.has_frontier(fams)
     judged = matched.views(fams, plan_) if frontier else {}
+    div = catalogue.BY_COLUMN[plan_.primary.get("1", "ead")]  # the diversity claims' primary
     if frontier:
-        div = catalogue.BY_COLUMN[plan_.primary.get("1", "ead")]
         drawn = matched.series(fams, sft, div.key)
         labels = ("reward (z in seed)", div.header)
         frontier = figures.frontier_figure(drawn, out / "frontiers.png", levels, labels)
@@ -258,7 +258,7 @@ def compare(
             md.append(f"Without `{PROMPTS}` (left out of the paired statistics): {no_table}\n")
         md.append(paired.sections(r.configs, prompts, levels, plan_, judged))
     if judged:
-        md.append(matched.section(fams, judged))
+        md.append(matched.section(fams, judged, div))
         md.append(fronts.section(fams, sft))
     if ref:
         md.append(
