@@ -193,6 +193,24 @@ def test_the_frontier_sweeps_beta_per_loss_and_skips_what_the_levels_run(tmp_pat
     assert grid.load_frontier(ROOT / "grid.yaml") or True  # the study's file parses
 
 
+def test_the_budget_study_is_levels_1_to_3_of_the_studys_frontier():
+    """benchmarks/frontier.yaml (the wall time the README states) repeats grid.yaml's families:
+    the same settings, β a subset of the study's, every loss of levels 1–3, SFT, 5 seeds."""
+    budget, study = ROOT / "benchmarks" / "frontier.yaml", ROOT / "grid.yaml"
+    points, full = grid.load_frontier(budget), grid.load_frontier(study)
+    assert {n: full.get(n) for n in points} == points  # same name → same settings
+    levels = grid.load_levels(study)
+    losses = {s["loss"] for n, s in grid.load_grid(study).items() if levels.configs[n] < 4}
+    assert {s["loss"] for s in points.values()} == losses - {"sft"}
+    per_family = {}
+    for name in points:
+        per_family.setdefault(name.rsplit("-b", 1)[0], []).append(name)
+    assert len(per_family) == 7 and all(len(v) == grid.MIN_BETAS for v in per_family.values())
+    assert list(grid.load_grid(budget).values()) == [{**grid.load_grid(study)["l1-sft"]}]
+    assert grid.grid_seeds(budget) == [0, 1, 2, 3, 4]
+    assert len(sweep.with_frontier(grid.load_grid(budget), points)) == 36
+
+
 @pytest.mark.parametrize(
     "block, must_say",
     [
