@@ -5,9 +5,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from prefdiv import frontiers, fronts, grid, matched, replicates, report
+from prefdiv import catalogue, frontiers, fronts, grid, matched, replicates, report
 from prefdiv.experiments import EVAL, PAIRS, Experiment
 from prefdiv.plan import Plan
+
+EAD = catalogue.BY_KEY["diversity/ead"]  # the plan's primary diversity metric
 
 LEVELS = grid.Levels(
     {1: "classics", 3: "IPO"},
@@ -52,6 +54,10 @@ def test_families_group_runs_over_beta_with_their_level():
     assert sorted(sft["demo"]) == list(range(5)) and matched.has_frontier(fams)
     pts = matched.points(ipo, matched.KL, "diversity/ead")
     assert len(pts[0][0]) == 5  # five β; SFT is no point of a curve
+    drawn = matched.series(fams, sft, "diversity/ead")  # the figure: SFT as its own markers
+    assert [(label, start) for label, _, start in drawn[3]] == [("ipo", False), ("SFT", True)]
+    _, (_, sft_ead), _ = drawn[3][1]
+    assert [len(xs) for xs, _ in sft_ead.values()] == [1] * 5  # one run per seed
 
 
 def test_claim_3_reverses_at_matched_kl_although_ipo_looks_more_diverse_at_its_beta():
@@ -135,10 +141,13 @@ def test_pareto_fronts_of_the_configuration_means():
     """DPO is 0.02 EAD above IPO at every KL and both buy reward with KL alike, so in the
     reward–KL plane every configuration is on the front, and in the reward–EAD plane IPO keeps
     only the one point (τ = 0.03, KL ≈ 22) that no DPO point matches in both reward and EAD."""
-    fams, sft = matched.families(replicates.standardise(study())[0], LEVELS)
-    pts = fronts.means(fams, sft["demo"])
+    exps = study()
+    for e in exps.values():  # self-BLEU falls as EAD rises: the same fronts, lower is better
+        e.eval["diversity/self_bleu4"] = 100 * (1 - e.eval["diversity/ead"])
+    fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
+    pts = fronts.means(fams, sft["demo"], EAD)
     assert pts[0][:2] == ("SFT", None) and all(m["seeds"] == 5 for _, _, m in pts)
-    md = fronts.section(fams, sft)
+    md = fronts.section(fams, sft, EAD)
     kl, ead = md.split("**reward–KL**")[1].split("**Each loss")[0].split("**reward–EAD**")
     rows = sum(ln.startswith("| ") for ln in kl.splitlines())
     assert rows == 1 + 1 + 5 + 5  # header, SFT, 5 DPO, 5 IPO
@@ -146,6 +155,12 @@ def test_pareto_fronts_of_the_configuration_means():
     front = [ln.split(" | ")[:2] for ln in ead.splitlines() if ln.startswith("| ")][1:]
     assert ["| ipo", "0.03"] in front and sum(r[0] == "| ipo" for r in front) == 1
     assert ["| SFT", "—"] in front and sum(r[0] == "| sigmoid" for r in front) == 5
+    # the second plane is the plan's primary metric, whichever it is (self-BLEU: lower is better)
+    bleu = fronts.section(fams, sft, catalogue.BY_KEY["diversity/self_bleu4"])
+    assert "**reward–self-BLEU-4 ↓** (by self-BLEU-4 ↓)" in bleu and "lowest self-BLEU-4" in bleu
+    by_bleu = bleu.split("**reward–self-BLEU-4 ↓**")[1].split("**Each loss")[0]
+    same = [ln.split(" | ")[:2] for ln in by_bleu.splitlines() if ln.startswith("| ")][1:]
+    assert sorted(same) == sorted(front)
 
 
 def test_described_metrics_are_tabled_and_compared_at_matched_kl_but_not_judged(tmp_path):
@@ -168,7 +183,7 @@ def test_each_loss_front_drops_a_beta_that_moved_further_for_less_reward():
     for s in range(5):  # DPO β = 3 moves further than β = 1 for less reward: off its front
         exps[f"fr-sigmoid-b3-s{s}"].eval["kl/rb"] = 5.0
     fams, sft = matched.families(replicates.standardise(exps)[0], LEVELS)
-    md = fronts.section(fams, sft).split("own fronts")[1]
+    md = fronts.section(fams, sft, EAD).split("own fronts")[1]
     assert "| sigmoid | 0.03, 0.1, 0.3, 1 (of 5) | all (of 5) |" in md
     assert "| ipo | all (of 5) | all (of 5) |" in md
 

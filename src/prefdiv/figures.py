@@ -168,20 +168,20 @@ def _kl_grid(lo: float, hi: float) -> np.ndarray:
 
 
 def frontier_figure(
-    series: dict[int | None, list[tuple[str, list[frontiers.Points]]]],
+    series: dict[int | None, list[tuple[str, list[frontiers.Points], bool]]],
     path: Path,
     levels: Levels,
     ylabels: tuple[str, str],
 ) -> bool:
     """Reward vs KL (top) and diversity vs KL (bottom), one column per level of the grid.
 
-    `series`: level → [(loss label, [its reward points, its diversity points])], each
-    `frontiers.Points` (seed → (KL, y) over β; an entry labelled SFT: its runs, black). Per loss
+    `series`: level → [(loss label, [its reward points, its diversity points], start)], each
+    `frontiers.Points` (seed → (KL, y) over β; `start`: the SFT policy's runs, black ×). Per loss
     its mean curve over seeds with the seed band (`frontiers.band`: t interval over seeds) over
     the KL range every seed's curve reaches, its runs as faint points; KL on a symlog axis.
     False (and no file) when there is nothing to draw.
     """
-    drawn = {lvl: s for lvl, s in series.items() if any(any(p) for _, p in s)}
+    drawn = {lvl: s for lvl, s in series.items() if any(any(p) for _, p, _ in s)}
     if not drawn:
         return False
     order = sorted(drawn, key=lambda lvl: (lvl is None, lvl or 0))
@@ -192,9 +192,9 @@ def frontier_figure(
     for col, lvl in enumerate(order):
         for r in range(FRONTIER_ROWS):
             ax = axes[r][col]
-            for i, (label, per_row) in enumerate(drawn[lvl]):
+            for i, (label, per_row, start) in enumerate(drawn[lvl]):
                 pts = per_row[r]
-                if label.startswith("SFT"):  # the starting point: its runs, no curve
+                if start:  # the starting point: its runs, no curve
                     xy = np.array([(x[0], y[0]) for x, y in pts.values()]).reshape(-1, 2)
                     ax.scatter(*xy.T, s=25, marker="x", color="black", label=label)
                     continue

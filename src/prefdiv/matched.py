@@ -217,17 +217,17 @@ def level4_at(view: str, fams: dict[tuple, Family], scale, plan: Plan) -> list[d
 
 def series(
     fams: dict[tuple, Family], sft: dict[str | None, dict[int, dict]], diversity: str
-) -> dict[int | None, list[tuple[str, list[frontiers.Points]]]]:
+) -> dict[int | None, list[tuple[str, list[frontiers.Points], bool]]]:
     """What `figures.frontier_figure` draws: level → [(family label, [reward points, `diversity`
-    points])] vs KL, families that ran at two β or more, then ("SFT", its runs: one point per
-    seed, drawn but no curve) in every level that has one."""
+    points], False)] vs KL, families that ran at two β or more, then ("SFT", its runs: one point
+    per seed, True: the starting point, drawn but no curve) in every level that has one."""
     out: dict[int | None, list] = {}
     several = len({k[0] for k in fams}) > 1
     for fam in sorted(fams.values(), key=lambda f: (str(f.scale), f.label)):
         rows = [points(fam, KL, y) for y in (REWARD, diversity)]
         if any(rows):
             label = f"{fam.label} ({fam.scale})" if several else fam.label
-            out.setdefault(fam.level, []).append((label, rows))
+            out.setdefault(fam.level, []).append((label, rows, False))
     for scale, runs in sft.items():
         rows = [
             {
@@ -238,7 +238,7 @@ def series(
             for y in (REWARD, diversity)
         ]
         for entries in out.values():
-            entries.append((f"SFT ({scale})" if several else "SFT", rows))
+            entries.append((f"SFT ({scale})" if several else "SFT", rows, True))
     return out
 
 

@@ -259,7 +259,7 @@ def compare(
         md.append(paired.sections(r.configs, prompts, levels, plan_, judged))
     if judged:
         md.append(matched.section(fams, judged, div))
-        md.append(fronts.section(fams, sft))
+        md.append(fronts.section(fams, sft, div))
     if ref:
         md.append(
             orderings(r.pooled, ref, replicates.prompt_tables(r.configs, prompts or {}, levels))
