@@ -206,9 +206,10 @@ def test_the_budget_study_is_levels_1_to_3_of_the_studys_frontier():
     for name in points:
         per_family.setdefault(name.rsplit("-b", 1)[0], []).append(name)
     assert len(per_family) == 7 and all(len(v) == grid.MIN_BETAS for v in per_family.values())
-    assert list(grid.load_grid(budget).values()) == [{**grid.load_grid(study)["l1-sft"]}]
+    levels_run = grid.load_grid(budget)
+    assert list(levels_run.values()) == [grid.load_grid(study)["l1-sft"]]
     assert grid.grid_seeds(budget) == [0, 1, 2, 3, 4]
-    assert len(sweep.with_frontier(grid.load_grid(budget), points)) == 36
+    assert len(sweep.with_frontier(levels_run, points)) == 36
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def _fronts(fams: dict[tuple, Family], sft: dict[int, dict], primary: Metric) ->
     """Markdown: the study-wide Pareto fronts (`frontiers.pareto`) of the configurations' means
     over seeds in the reward–KL and reward–`primary` planes, and the families with no point on
     them."""
-    pts, div = means(fams, sft, primary), primary.header
+    pts, div, plane_xs = means(fams, sft, primary), primary.header, planes(primary)
     if len(pts) < 2:
         return []
     best = "highest" if primary.sign > 0 else "lowest"
@@ -70,7 +70,7 @@ def _fronts(fams: dict[tuple, Family], sft: dict[int, dict], primary: Metric) ->
         "",
     ]
     labels = sorted({label for label, _, _ in pts})
-    for plane, (x, higher) in planes(primary).items():
+    for plane, (x, higher) in plane_xs.items():
         xs = np.array([m[x] for _, _, m in pts])
         ys = np.array([m[REWARD] for _, _, m in pts])
         front = frontiers.pareto(xs, ys, minimise_x=not higher)
@@ -89,11 +89,11 @@ def _fronts(fams: dict[tuple, Family], sft: dict[int, dict], primary: Metric) ->
         " in both coordinates (`all`: the loss trades along its whole β range)."
     )
     md += [own, ""]
-    lines = head(["loss", *[f"β on its {plane} front" for plane in planes(primary)]])
+    lines = head(["loss", *[f"β on its {plane} front" for plane in plane_xs]])
     for label in [lb for lb in dict.fromkeys(lb for lb, _, _ in pts) if lb != "SFT"]:
         mine = [(b, m) for lb, b, m in pts if lb == label]
         cells = []
-        for x, higher in planes(primary).values():
+        for x, higher in plane_xs.values():
             xs, ys = np.array([m[x] for _, m in mine]), np.array([m[REWARD] for _, m in mine])
             keep = {mine[i][0] for i in frontiers.pareto(xs, ys, minimise_x=not higher)}
             kept = ", ".join(f"{b:g}" for b, _ in mine if b in keep)
