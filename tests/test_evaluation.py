@@ -71,6 +71,56 @@ def test_batched_stats_across_prompts_equal_per_prompt_stats(tiny_policy):
         assert np.allclose(batched, per_prompt, rtol=1e-5, atol=1e-5), rows
 
 
+def _every_position_sums(policy, reference, items, temperature):
+    """`_token_sums` and `_kl_sums` as they were before the LM head ran on response positions
+    only: the head and the log-softmax over every position, zeroed by the mask."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for chunk in evaluation._chunks(items, 0):  # the caller holds torch.no_grad()
+        ids, mask, targets = evaluation._padded(chunk, policy.device)
+        pol, ref = (m(input_ids=ids).logits[:, :-1].float() for m in (policy, reference))
+        logp, ref_logp = (F.log_softmax(x, -1).gather(-1, targets).squeeze(-1) for x in (pol, ref))
+        log_q = F.log_softmax(pol / temperature, -1)
+        entropy = -(log_q.exp() * log_q).sum(-1)
+        lp, lq = F.log_softmax(pol, -1), F.log_softmax(ref, -1)
+        full = (lp.exp() * (lp - lq)).sum(-1).clamp(min=0)
+        sums = [((logp - ref_logp) * mask).sum(1), (entropy * mask).sum(1), (full * mask).sum(1)]
+        out.append(torch.stack(sums).double().numpy())
+    return out
+
+
+def test_head_on_response_positions_gives_the_same_sums_bit_for_bit(tiny_policy):
+    """The evaluation's forwards run the LM head only where a response token is predicted; the
+    per-sequence sums (log-ratio, predictive entropy, full-vocabulary KL) equal, bit for bit,
+    those of the head over every position, which multiplied the other positions by 0."""
+    import copy
+
+    import torch
+
+    model, tok = tiny_policy
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    items = [
+        (tok("The film was")["input_ids"], [[5, 6, 7, 8], [9, 10, 11], [12] * 9]),
+        (tok("A long, long, boring and terrible movie")["input_ids"], [[12, 13], [14] * 9]),
+    ]
+    with torch.no_grad():  # as sequence_stats and kl_stats run them
+        before = _every_position_sums(other, model, items, temperature=0.7)
+        chunks = evaluation._chunks(items, 0)
+        token_sums = [evaluation._token_sums(other, model, c, 0.7) for c in chunks]
+        kl_sums = [evaluation._kl_sums(other, model, c, slice_elements=2**27) for c in chunks]
+    for (_, responses), (ratio, entropy, count), (mc, rb, _), old in zip(
+        items, token_sums, kl_sums, before, strict=True
+    ):
+        assert np.array_equal(ratio, old[0]) and np.array_equal(mc, old[0])
+        assert np.array_equal(entropy, old[1]) and np.array_equal(rb, old[2])
+        assert count.tolist() == [len(r) for r in responses]
+
+
 def test_text_metrics_in_worker_processes_equal_in_process():
     kept = [
         [

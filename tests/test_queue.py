@@ -7,7 +7,10 @@ Checked with the environment variable alone (no GPU needed): a stage records wha
 import os
 import subprocess
 
+import pytest
+
 from prefdiv import sweep
+from prefdiv.errors import UserError
 
 STAGE = """stages:
   probe:
@@ -40,9 +43,11 @@ def test_one_queue_worker_per_gpu(tmp_path, monkeypatch):
     _run(["git", "add", "-A"], tmp_path)
     _run(["git", "commit", "-qm", "probe"], tmp_path)
     names = [f"e{i}" for i in range(4)]
-    for i, name in enumerate(names):
-        _run(["dvc", "exp", "run", "--queue", "-S", f"x={i}", "-n", name], tmp_path)
     monkeypatch.chdir(tmp_path)
+    for i, name in enumerate(names):  # queued in this process, as `prefdiv grid` queues
+        sweep.queue_here(["dvc", "exp", "run", "--queue", "-S", f"x={i}", "-n", name])
+    with pytest.raises(UserError, match="-n a b` failed"):
+        sweep.queue_here(["dvc", "exp", "run", "--queue", "-S", "x=9", "-n", "a b"])  # bad name
     sweep.start_gpu_workers(["0", "1"])
     assert sweep.queue_state()[0] == 2  # both workers up, the first still busy
     sweep.wait_for_queue(poll=1)

@@ -77,6 +77,7 @@ def _stub_dvc(monkeypatch, tasks: dict[str, set[str]], exps: dict[str, Experimen
     monkeypatch.setattr(sweep, "queue_tasks", lambda: tasks)
     monkeypatch.setattr(experiments, "show", lambda rev=None: exps)
     monkeypatch.setattr(experiments, "dvc", lambda *args: calls.append(args) or "")
+    monkeypatch.setattr(sweep, "queue_here", lambda cmd: calls.append(tuple(cmd[1:])))
     return calls
 
 

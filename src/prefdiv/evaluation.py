@@ -103,25 +103,44 @@ def _padded(chunk, dev):
     return ids, mask, ids[:, 1:, None]
 
 
+def _response_logits(model, ids, keep):
+    """(n, V) logits of the n positions where `keep` (B, L − 1) is true: the model's body over
+    every position, its LM head only where a response token is predicted. The head and the
+    full-vocabulary log-softmax are most of a small model's forward; prompt and padding
+    positions, whose values were multiplied by 0, no longer pay for them. Each row is computed
+    as the head over every position computes it, so the sums stay bit-identical
+    (`tests/test_evaluation.py`)."""
+    hidden = model.base_model(input_ids=ids).last_hidden_state[:, :-1]
+    return model.get_output_embeddings()(hidden[keep])
+
+
+def _spread(values, keep, like):
+    """(B, L − 1) tensor `like`'s shape: `values` (n,) at the positions where `keep`, 0 elsewhere
+    (the layout the per-sequence sums reduce over, so that they add in the same order)."""
+    return torch.zeros_like(like).masked_scatter(keep, values.to(like.dtype))
+
+
 def _token_sums(policy, reference, chunk, temperature: float):
     """Per sequence (index, prompt + response ids, prompt length, response length): the summed
     log-ratio over response tokens, the summed predictive entropy, and the token count."""
     # everything stays on the model's device; three rows of sums come back
     ids, mask, targets = _padded(chunk, policy.device)
+    keep, target = mask.bool(), targets[..., 0][mask.bool()][:, None]  # (B, L − 1), (n, 1)
 
     def logits(model):
-        return model(input_ids=ids).logits[:, :-1].float()
+        return _response_logits(model, ids, keep).float()
 
     pol = logits(policy)
-    logp = F.log_softmax(pol, -1).gather(-1, targets).squeeze(-1)
+    logp = F.log_softmax(pol, -1).gather(-1, target).squeeze(-1)
     ref_logp = (
         logp
         if reference is policy
-        else (F.log_softmax(logits(reference), -1).gather(-1, targets).squeeze(-1))
+        else (F.log_softmax(logits(reference), -1).gather(-1, target).squeeze(-1))
     )
     log_q = F.log_softmax(pol / temperature, -1)
     entropy = -(log_q.exp() * log_q).sum(-1)
-    sums = torch.stack([((logp - ref_logp) * mask).sum(1), (entropy * mask).sum(1), mask.sum(1)])
+    ratio, entropy = _spread(logp - ref_logp, keep, mask), _spread(entropy, keep, mask)
+    sums = torch.stack([(ratio * mask).sum(1), (entropy * mask).sum(1), mask.sum(1)])
     return sums.double().cpu().numpy()
 
 
@@ -166,7 +185,7 @@ def kl_stats(policy, reference, items, *, rows: int = 0, slice_elements: int = 2
       Models", arXiv 2504.10637: unbiased, with variance no greater than the MC estimator's.
 
     Mean tokens counts EOS. `rows`, as :func:`sequence_stats`; `slice_elements`: the most
-    (sequence, position, vocabulary) entries of one full-vocabulary step (512 MB in float32), so
+    (response position, vocabulary) entries of one full-vocabulary step (512 MB in float32), so
     that a forward of many long sequences over GPT-2's 50k tokens stays within memory.
     """
     mc, rb, count = (np.zeros(len(items)) for _ in range(3))
@@ -187,16 +206,19 @@ def _kl_sums(policy, reference, chunk, slice_elements: int):
     """Per sequence of a chunk (as :func:`_token_sums`): the summed log-ratio of the sampled
     tokens, the summed full-vocabulary KL, and the token count."""
     ids, mask, targets = _padded(chunk, policy.device)
-    pol = policy(input_ids=ids).logits[:, :-1]
-    ref = pol if reference is policy else reference(input_ids=ids).logits[:, :-1]
-    ratio, full = torch.zeros_like(mask), torch.zeros_like(mask)
-    step = max(1, slice_elements // (pol.shape[1] * pol.shape[2]))  # sequences per step
-    for at in range(0, len(ids), step):
+    keep, target = mask.bool(), targets[..., 0][mask.bool()][:, None]  # (B, L − 1), (n, 1)
+    pol = _response_logits(policy, ids, keep)  # (n, V)
+    ref = pol if reference is policy else _response_logits(reference, ids, keep)
+    ratio, full = (torch.zeros(len(pol), device=pol.device) for _ in range(2))
+    step = max(1, slice_elements // pol.shape[1])  # positions per step
+    for at in range(0, len(pol), step):
         s = slice(at, at + step)
         log_p, log_q = F.log_softmax(pol[s].float(), -1), F.log_softmax(ref[s].float(), -1)
-        ratio[s] = (log_p - log_q).gather(-1, targets[s]).squeeze(-1)
+        diff = log_p - log_q
+        ratio[s] = diff.gather(-1, target[s]).squeeze(-1)
         # ≥ 0 in exact arithmetic; float32 rounding can leave −1e-9 where π ≈ π_ref
-        full[s] = (log_p.exp() * (log_p - log_q)).sum(-1).clamp(min=0)
+        full[s] = (log_p.exp() * diff).sum(-1).clamp(min=0)
+    ratio, full = _spread(ratio, keep, mask), _spread(full, keep, mask)
     sums = torch.stack([(ratio * mask).sum(1), (full * mask).sum(1), mask.sum(1)])
     return sums.double().cpu().numpy()
 
