@@ -4,6 +4,8 @@ import argparse
 import json
 import sys
 
+import torch
+
 from prefdiv import config, data, errors, evaluation, files, load, seeds, tracking
 
 
@@ -20,6 +22,7 @@ def main() -> None:
     args = ap.parse_args()
     params = config.load(args.params)
     load.use_threads(params.active.speed.threads)  # part of what the stage computes
+    torch.set_flush_denormal(params.active.speed.flush_denormal)  # FTZ/DAZ: docs/speed.md
     s = params.active
 
     policy, policy_tok = load.load_policy(args.policy)

@@ -7,6 +7,8 @@ GPU; gloo on CPU); only the main process writes outputs and tracks.
 import argparse
 import sys
 
+import torch
+
 from prefdiv import config, errors, files, launch, load, tracking, trainer
 
 
@@ -25,6 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     params = config.load(args.params)
     load.use_threads(params.active.speed.threads)  # part of what the stage computes
+    torch.set_flush_denormal(params.active.speed.flush_denormal)  # FTZ/DAZ: docs/speed.md
     p = params.active.train
     if params.loss != config.NO_TRAINING and launch.relaunched(p.num_processes, sys.argv):
         return

@@ -58,6 +58,7 @@ def _error(raw, path, value):
         ("scale", "paper ", ["scale", "'paper '", "demo, paper"]),
         ("paper.speed.compile", "yes", ["paper.speed.compile", "'yes'", "bool"]),
         ("demo.speed.eval_rows", -1, ["demo.speed.eval_rows", "-1", "≥ 0"]),
+        ("demo.speed.flush_denormal", "on", ["demo.speed.flush_denormal", "'on'", "bool"]),
         ("paper.speed.fixed_length", False, ["paper.speed.compile", "fixed_length", "recompiles"]),
         ("paper.speed.lm_head", "chunked", ["paper.speed.compile", "lm_head = full", "'chunked'"]),
         ("demo.speed.lm_head", "fused", ["demo.speed.lm_head", "'fused'", "chunked, full"]),

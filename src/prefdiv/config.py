@@ -169,6 +169,7 @@ class SpeedParams:
     eval_rows: int = _spec(ge=0, default=0)  # evaluate: rows per KL/entropy forward (0: a prompt)
     metric_workers: int = _spec(ge=0, default=0)  # evaluate: processes for the CPU text metrics
     threads: int = _spec(ge=0, default=0)  # every torch stage: CPU threads (0: torch's, per core)
+    flush_denormal: bool = _spec(default=False)  # train/evaluate: subnormal floats as 0 (CPU)
 
 
 @dataclass(frozen=True)
