@@ -48,18 +48,24 @@ def test_predictive_entropy_padding_does_not_leak(tiny_policy):
     assert same[0] == pytest.approx(alone[0], rel=1e-5)
 
 
-def test_batched_stats_across_prompts_equal_per_prompt_stats(tiny_policy):
-    """`rows` > 0 regroups the responses of several prompts into length-sorted forwards: the
-    same sums, so the same per-prompt values (float32 on the CPU)."""
+def _perturbed(model, scale: float):
+    """A copy of `model` with Gaussian noise of `scale` added to every weight: another policy."""
     import copy
 
     import torch
 
-    model, tok = tiny_policy
     other = copy.deepcopy(model)
     with torch.no_grad():
         for p in other.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+            p.add_(scale * torch.randn_like(p))
+    return other
+
+
+def test_batched_stats_across_prompts_equal_per_prompt_stats(tiny_policy):
+    """`rows` > 0 regroups the responses of several prompts into length-sorted forwards: the
+    same sums, so the same per-prompt values (float32 on the CPU)."""
+    model, tok = tiny_policy
+    other = _perturbed(model, 0.1)
     items = [
         (tok("The film was")["input_ids"], [[5, 6, 7, 8], [9, 10, 11]]),
         (tok("A long, long, boring and terrible movie")["input_ids"], [[12, 13], [14] * 9]),
@@ -95,15 +101,10 @@ def test_head_on_response_positions_gives_the_same_sums_bit_for_bit(tiny_policy)
     """The evaluation's forwards run the LM head only where a response token is predicted; the
     per-sequence sums (log-ratio, predictive entropy, full-vocabulary KL) equal, bit for bit,
     those of the head over every position, which multiplied the other positions by 0."""
-    import copy
-
     import torch
 
     model, tok = tiny_policy
-    other = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    other = _perturbed(model, 0.1)
     items = [
         (tok("The film was")["input_ids"], [[5, 6, 7, 8], [9, 10, 11], [12] * 9]),
         (tok("A long, long, boring and terrible movie")["input_ids"], [[12, 13], [14] * 9]),
