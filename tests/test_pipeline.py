@@ -260,7 +260,7 @@ def test_grid_seed_runs_its_upstream_once_and_reports_failures(repo):
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1/2 experiments succeeded" in out.stdout, out.stdout + out.stderr
     # the failed experiment by name, then the tail of its log, which shows the cause
-    lines = out.stderr.splitlines()  # after what `dvc exp run --run-all` itself printed
+    lines = out.stderr.splitlines()  # after what DVC and the grid printed while it ran
     (at,) = [i for i, ln in enumerate(lines) if ln.startswith("FAILED")]
     assert lines[at] == "FAILED: g-bad seed 1: g-bad-s1  (see `dvc queue logs g-bad-s1`)"
     tail = lines[at + 1 :]

@@ -121,4 +121,18 @@ def test_queue_status_is_read_per_task(monkeypatch):
     )
     monkeypatch.setattr(experiments, "dvc", lambda *a: status)
     assert sweep.queue_tasks() == {"bad-s0": {"Failed", "Running"}, "good-s0": {"Success"}}
-    assert sweep.failed_in_queue() == {"bad-s0"} and sweep.queue_state() == (2, 1)
+    assert sweep.failed_in_queue() == {"bad-s0"} and sweep.queue_state() == (2, 1, 0)
+
+
+def test_a_worker_that_dies_while_experiments_wait_is_replaced(monkeypatch, capsys):
+    """`wait_for_queue(workers=2)`: a worker gone with tasks still queued is started again; a
+    worker gone at the end, when nothing waits any more (the last experiment running), is not."""
+    states = iter([(2, 5, 3), (1, 4, 2), (2, 4, 2), (1, 1, 0), (0, 0, 0)])
+    monkeypatch.setattr(sweep, "queue_state", lambda: next(states))
+    started = []
+    monkeypatch.setattr(sweep, "_start_workers", lambda n, *a, **kw: started.append(n))
+    sweep.wait_for_queue(poll=0, workers=2)
+    assert started == [2]
+    out = capsys.readouterr()
+    assert "1 of 2 queue workers up with experiments waiting" in out.err
+    assert "grid: 4 experiments queued or running" in out.out

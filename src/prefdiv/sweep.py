@@ -97,37 +97,60 @@ def failed_in_queue(tasks: dict[str, set[str]] | None = None) -> set[str]:
     return {name for name, statuses in tasks.items() if "Failed" in statuses}
 
 
-def queue_state() -> tuple[int, int]:
-    """(queue workers up, tasks queued or running), from `dvc queue status`."""
+def queue_state() -> tuple[int, int, int]:
+    """(queue workers up, tasks queued or running, tasks queued), from `dvc queue status`."""
     tasks, workers = _queue_status()
-    return workers, sum(status in BUSY for _, status in tasks)
+    busy = sum(status in BUSY for _, status in tasks)
+    return workers, busy, sum(status == "Queued" for _, status in tasks)
+
+
+def _start_workers(n: int, env: dict | None = None, what: str = "", timeout: float = 120) -> None:
+    """`dvc queue start -j n`, then wait until n workers answer (or nothing is left to run).
+
+    `dvc queue start -j N` tops the workers up to N, counting those that answer a ping, and a new
+    worker takes seconds to answer: a second start before then spawns another worker."""
+    subprocess.run(["dvc", "queue", "start", "-j", str(n)], env=env, check=True)
+    deadline = time.monotonic() + timeout
+    while (state := queue_state())[0] < n and state[1] > 0:
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"queue worker {n}{what} did not start in {timeout:.0f} s; see `dvc queue status`"
+            )
+        time.sleep(1)
 
 
 def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
     """One DVC queue worker per GPU, started with `CUDA_VISIBLE_DEVICES=<gpu>`, which the worker
     and every experiment it runs inherit.
 
-    `dvc queue start -j N` tops the workers up to N, counting those that answer a ping, and a new
-    worker takes seconds to answer. So each start waits for the previous worker: a second start
-    right after the first spawns worker 1 again, with the second GPU (once, every experiment then
-    ran on the first GPU).
+    Each start waits for the previous worker (:func:`_start_workers`): a second start right after
+    the first spawned worker 1 again, with the second GPU (once, every experiment then ran on the
+    first GPU).
     """
     for n, gpu in enumerate(gpus, 1):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        subprocess.run(["dvc", "queue", "start", "-j", str(n)], env=env, check=True)
-        deadline = time.monotonic() + timeout
-        while (state := queue_state())[0] < n and state[1] > 0:
-            if time.monotonic() > deadline:
-                raise UserError(
-                    f"queue worker {n} (GPU {gpu}) did not start in {timeout:.0f} s; "
-                    "see `dvc queue status`"
-                )
-            time.sleep(1)
+        _start_workers(n, env, f" (GPU {gpu})", timeout)
 
 
-def wait_for_queue(poll: float = 5) -> None:
-    """Block until the DVC queue has no queued or running task left."""
-    while queue_state()[1]:
+def wait_for_queue(poll: float = 5, workers: int = 0) -> None:
+    """Block until the DVC queue has no queued or running task left; say how many are left when
+    that changes. `workers` > 0: while tasks wait, keep that many workers up. DVC's filesystem
+    message broker can kill a worker when two of them read and write one message file at once
+    (`Unrecoverable error: JSONDecodeError`, treeverse/dvc#7903, treeverse/dvc-task#73; one of
+    the budget study's two workers died so after 34 minutes), and the rest of the queue would
+    run on one core."""
+    left = None
+    while (state := queue_state())[1]:
+        if state[1] != left:
+            left = state[1]
+            print(f"grid: {left} experiments queued or running", flush=True)
+        if workers and state[0] < workers and state[2]:
+            print(
+                f"grid: {state[0]} of {workers} queue workers up with experiments waiting; "
+                "starting another (a worker's log: .dvc/tmp/exps/celery/)",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            _start_workers(workers)
         time.sleep(poll)
 
 
@@ -232,12 +255,14 @@ def queue_here(cmd: list[str]) -> None:
 
 
 def run_queue(jobs: int = 1, gpus: list[str] | None = None) -> None:
-    """Run DVC's queue to its end: `jobs` workers, or one per GPU."""
+    """Run DVC's queue to its end: `jobs` workers, kept up while experiments wait, or one per
+    GPU. Shared upstream stages come from the run cache: each seed's run once."""
     if gpus:
         start_gpu_workers(gpus)
         wait_for_queue()
-    else:  # --run-all waits for the queue; shared upstream stages come from the cache, run once.
-        subprocess.run(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)], check=False)
+    else:
+        _start_workers(jobs)
+        wait_for_queue(workers=jobs)
 
 
 def outcome(names: list[str], minutes: float, rev: str | None = None) -> int:
