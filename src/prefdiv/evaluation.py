@@ -114,6 +114,13 @@ def _response_logits(model, ids, keep):
     return model.get_output_embeddings()(hidden[keep])
 
 
+def _response_targets(mask, targets):
+    """(keep (B, L − 1) bool, target (n, 1)): where `mask` is 1, and the token each of those n
+    positions predicts (`targets`, (B, L − 1, 1), of :func:`_padded`)."""
+    keep = mask.bool()
+    return keep, targets[keep]
+
+
 def _spread(values, keep, like):
     """(B, L − 1) tensor `like`'s shape: `values` (n,) at the positions where `keep`, 0 elsewhere
     (the layout the per-sequence sums reduce over, so that they add in the same order)."""
@@ -125,7 +132,7 @@ def _token_sums(policy, reference, chunk, temperature: float):
     log-ratio over response tokens, the summed predictive entropy, and the token count."""
     # everything stays on the model's device; three rows of sums come back
     ids, mask, targets = _padded(chunk, policy.device)
-    keep, target = mask.bool(), targets[..., 0][mask.bool()][:, None]  # (B, L − 1), (n, 1)
+    keep, target = _response_targets(mask, targets)
 
     def logits(model):
         return _response_logits(model, ids, keep).float()
@@ -140,7 +147,7 @@ def _token_sums(policy, reference, chunk, temperature: float):
     log_q = F.log_softmax(pol / temperature, -1)
     entropy = -(log_q.exp() * log_q).sum(-1)
     ratio, entropy = _spread(logp - ref_logp, keep, mask), _spread(entropy, keep, mask)
-    sums = torch.stack([(ratio * mask).sum(1), (entropy * mask).sum(1), mask.sum(1)])
+    sums = torch.stack([ratio.sum(1), entropy.sum(1), mask.sum(1)])
     return sums.double().cpu().numpy()
 
 
@@ -206,7 +213,7 @@ def _kl_sums(policy, reference, chunk, slice_elements: int):
     """Per sequence of a chunk (as :func:`_token_sums`): the summed log-ratio of the sampled
     tokens, the summed full-vocabulary KL, and the token count."""
     ids, mask, targets = _padded(chunk, policy.device)
-    keep, target = mask.bool(), targets[..., 0][mask.bool()][:, None]  # (B, L − 1), (n, 1)
+    keep, target = _response_targets(mask, targets)
     pol = _response_logits(policy, ids, keep)  # (n, V)
     ref = pol if reference is policy else _response_logits(reference, ids, keep)
     ratio, full = (torch.zeros(len(pol), device=pol.device) for _ in range(2))
@@ -219,7 +226,7 @@ def _kl_sums(policy, reference, chunk, slice_elements: int):
         # ≥ 0 in exact arithmetic; float32 rounding can leave −1e-9 where π ≈ π_ref
         full[s] = (log_p.exp() * diff).sum(-1).clamp(min=0)
     ratio, full = _spread(ratio, keep, mask), _spread(full, keep, mask)
-    sums = torch.stack([(ratio * mask).sum(1), (full * mask).sum(1), mask.sum(1)])
+    sums = torch.stack([ratio.sum(1), full.sum(1), mask.sum(1)])
     return sums.double().cpu().numpy()
 
 
