@@ -49,7 +49,7 @@ def test_one_queue_worker_per_gpu(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="-n a b` failed"):
         sweep.queue_here(["dvc", "exp", "run", "--queue", "-S", "x=9", "-n", "a b"])  # bad name
     sweep.start_gpu_workers(["0", "1"])
-    assert sweep.queue_state()[0] == 2  # both workers up, the first still busy
+    assert sweep.queue_state().workers == 2  # both workers up, the first still busy
     sweep.wait_for_queue(poll=1)
     status = _run(["dvc", "queue", "status"], tmp_path)
     assert status.count("Success") == len(names), status

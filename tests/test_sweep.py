@@ -128,7 +128,7 @@ def test_a_worker_that_dies_while_experiments_wait_is_replaced(monkeypatch, caps
     """`wait_for_queue(workers=2)`: a worker gone with tasks still queued is started again; a
     worker gone at the end, when nothing waits any more (the last experiment running), is not."""
     states = iter([(2, 5, 3), (1, 4, 2), (2, 4, 2), (1, 1, 0), (0, 0, 0)])
-    monkeypatch.setattr(sweep, "queue_state", lambda: next(states))
+    monkeypatch.setattr(sweep, "queue_state", lambda: sweep.QueueState(*next(states)))
     started = []
     monkeypatch.setattr(sweep, "_start_workers", lambda n, *a, **kw: started.append(n))
     sweep.wait_for_queue(poll=0, workers=2)

@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 from prefdiv import experiments, grid
 from prefdiv.config import EXPERIMENT_KEYS as KEYS
@@ -97,11 +98,17 @@ def failed_in_queue(tasks: dict[str, set[str]] | None = None) -> set[str]:
     return {name for name, statuses in tasks.items() if "Failed" in statuses}
 
 
-def queue_state() -> tuple[int, int, int]:
-    """(queue workers up, tasks queued or running, tasks queued), from `dvc queue status`."""
+class QueueState(NamedTuple):
+    workers: int  # queue workers up
+    busy: int  # tasks queued or running
+    queued: int  # tasks queued
+
+
+def queue_state() -> QueueState:
+    """The queue's workers and tasks, from `dvc queue status`."""
     tasks, workers = _queue_status()
     busy = sum(status in BUSY for _, status in tasks)
-    return workers, busy, sum(status == "Queued" for _, status in tasks)
+    return QueueState(workers, busy, sum(status == "Queued" for _, status in tasks))
 
 
 def _start_workers(n: int, env: dict | None = None, what: str = "", timeout: float = 120) -> None:
@@ -111,7 +118,7 @@ def _start_workers(n: int, env: dict | None = None, what: str = "", timeout: flo
     worker takes seconds to answer: a second start before then spawns another worker."""
     subprocess.run(["dvc", "queue", "start", "-j", str(n)], env=env, check=True)
     deadline = time.monotonic() + timeout
-    while (state := queue_state())[0] < n and state[1] > 0:
+    while (state := queue_state()).workers < n and state.busy > 0:
         if time.monotonic() > deadline:
             raise UserError(
                 f"queue worker {n}{what} did not start in {timeout:.0f} s; see `dvc queue status`"
@@ -140,13 +147,13 @@ def wait_for_queue(poll: float = 5, workers: int = 0) -> None:
     the budget study's two workers died so after 34 minutes), and the rest of the queue would
     run on one core."""
     left = None
-    while (state := queue_state())[1]:
-        if state[1] != left:
-            left = state[1]
+    while (state := queue_state()).busy:
+        if state.busy != left:
+            left = state.busy
             print(f"grid: {left} experiments queued or running", flush=True)
-        if workers and state[0] < workers and state[2]:
+        if workers and state.workers < workers and state.queued:
             print(
-                f"grid: {state[0]} of {workers} queue workers up with experiments waiting; "
+                f"grid: {state.workers} of {workers} queue workers up with experiments waiting; "
                 "starting another (a worker's log: .dvc/tmp/exps/celery/)",
                 file=sys.stderr, flush=True,
             )  # fmt: skip
