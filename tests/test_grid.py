@@ -37,13 +37,52 @@ def test_every_configuration_once_per_seed_with_both_seeds_set():
     configs = {"a": {"loss": "sft"}, "b": {"loss": "ipo", "beta": 0.3}}
     cmds = sweep.queue_commands(configs, ["scale=paper"], seeds=[0, 1, 2])
     queued = [c[5] for c in cmds]
-    # by configuration, then seed: parallel workers start with one configuration at every seed
+    # the first configuration at every seed, then seed by seed (two configurations: the same
+    # order as configuration by configuration; three below)
     assert queued == ["a-s0", "a-s1", "a-s2", "b-s0", "b-s1", "b-s2"]
     for cmd in cmds:
         config, seed, train_seed = names.split_name(cmd[5])
         s = _settings(cmd)
         assert s["seed"] == str(seed) and s["train_seed"] == "0" and train_seed == 0
         assert s["loss"] == configs[config]["loss"] and s["scale"] == "paper"
+
+
+def _recomputed_upstream(queue: list[str], workers: int, upstream: int, experiment: int):
+    """Experiments that start before their seed's upstream stages are in the run cache, so
+    compute them a second time: `workers` take `queue` in order; a seed's first experiment
+    computes its stages (`upstream` time units), every other one takes `experiment` units."""
+    free, ready, again = [0] * workers, {}, []
+    for name in queue:
+        _, seed, _ = names.split_name(name)
+        start = min(free)
+        w = free.index(start)
+        if seed not in ready:
+            ready[seed] = start + upstream
+        elif start < ready[seed]:
+            again.append(name)
+        free[w] = start + (upstream if ready[seed] == start + upstream else experiment)
+    return again
+
+
+def test_the_queue_computes_each_seeds_upstream_stages_once():
+    configs = {"a": {}, "b": {}, "c": {}}
+    queued = list(grid.replicates(configs, [0, 1, 2, 3, 4]))
+    assert queued[:5] == ["a-s0", "a-s1", "a-s2", "a-s3", "a-s4"]  # each seed's stages first
+    rest = ["b-s0", "c-s0", "b-s1", "c-s1", "b-s2", "c-s2", "b-s3", "c-s3", "b-s4", "c-s4"]
+    assert queued[5:] == rest  # then seed by seed
+    # two workers, five seeds, twelve configurations, upstream stages ≈ 9 experiments (the
+    # budget study's demo has 36): the fifth seed's stages run beside seed 0's experiments, none
+    # of which waits or recomputes them; configuration by configuration, the fifth seed's second
+    # experiment starts before its stages are done and computes them again
+    many = {f"c{i}": {} for i in range(12)}
+    queued = list(grid.replicates(many, [0, 1, 2, 3, 4]))
+    assert _recomputed_upstream(queued, workers=2, upstream=9, experiment=1) == []
+    by_config = [f"{c}-s{s}" for c in many for s in range(5)]  # the order before
+    assert _recomputed_upstream(by_config, workers=2, upstream=9, experiment=1) == ["c1-s4"]
+    with_train_seeds = list(grid.replicates({"a": {}, "b": {}}, [0, 1], [0, 1]))
+    head, seed0 = ["a-s0-t0", "a-s1-t0"], ["a-s0-t1", "b-s0-t0", "b-s0-t1"]
+    assert with_train_seeds == head + seed0 + ["a-s1-t1", "b-s1-t0", "b-s1-t1"]
+    assert grid.replicates({}, [0, 1]) == {}
 
 
 @pytest.mark.parametrize(

@@ -136,3 +136,14 @@ def test_a_worker_that_dies_while_experiments_wait_is_replaced(monkeypatch, caps
     out = capsys.readouterr()
     assert "1 of 2 queue workers up with experiments waiting" in out.err
     assert "grid: 4 experiments queued or running" in out.out
+
+
+def test_the_running_queue_is_read_every_poll_s(monkeypatch):
+    """Each read is a `dvc queue status` process (0.5–2 s of CPU); every 5 s, the reads took a
+    quarter of a core from the experiments of a 2-core machine (docs/speed.md)."""
+    states = iter([(2, 3, 1), (2, 1, 0), (0, 0, 0)])
+    monkeypatch.setattr(sweep, "queue_state", lambda: sweep.QueueState(*next(states)))
+    slept = []
+    monkeypatch.setattr(sweep.time, "sleep", slept.append)
+    sweep.wait_for_queue(workers=2)
+    assert slept == [sweep.POLL_S] * 2 and sweep.POLL_S >= 30

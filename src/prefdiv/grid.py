@@ -286,18 +286,29 @@ def replicates(grid: dict[str, dict], seeds=(0,), train_seeds=(0,)) -> dict[str,
     """Experiment name → settings: every configuration once per seed and train seed, with both
     seeds set. Names carry the train seed only when more than one, or a nonzero one, is asked.
 
-    Ordered by configuration, then seed: the first experiments of a queue are one configuration
-    at every seed, so parallel workers start by computing each seed's upstream stages once;
-    every later configuration of a seed finds them in DVC's run cache.
+    In queue order: first the grid's first configuration at every seed, so parallel workers start
+    by computing each seed's upstream stages once; then the rest seed by seed, each finding its
+    seed's stages in DVC's run cache. Seed by seed, not configuration by configuration: with two
+    workers and five seeds, the fifth seed's upstream stages (≈ 9 min) run on one worker while the
+    other works through seed 0, instead of the other starting that fifth seed's first experiment
+    before its stages exist and computing them a second time (the budget run of 2026-12-04 lost
+    ≈ 5.5 worker-minutes so).
     """
     named = len(train_seeds) > 1 or any(train_seeds)
+    first = next(iter(grid), None)
+    head = [(first, seed, train_seeds[0]) for seed in seeds] if first is not None else []
+    rest = [
+        (config, seed, t)
+        for seed in seeds
+        for config in grid
+        for t in train_seeds
+        if (config, seed, t) not in head
+    ]
     return {
         names.replicate_name(config, seed, t if named else None): {
-            **settings,
+            **grid[config],
             "seed": seed,
             "train_seed": t,
         }
-        for config, settings in grid.items()
-        for seed in seeds
-        for t in train_seeds
+        for config, seed, t in head + rest
     }

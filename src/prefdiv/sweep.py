@@ -31,6 +31,11 @@ from prefdiv.names import settings_key, split_name
 
 LOG_LINES = 5  # of each failed experiment's queue log, in the failure report
 BUSY = ("Queued", "Running")
+# Seconds between two reads of the queue while it runs. Each read is a `dvc queue status`
+# process: 0.5 s of CPU with 180 tasks queued, 2 s with 180 done (it reads every finished task's
+# result). Every 5 s, that took a quarter of one core from the experiments on a 2-core machine
+# (docs/speed.md); every 30 s it costs ≈ 5 % of one core and notices the end ≤ 30 s late.
+POLL_S = 30.0
 
 
 # --- queue commands ------------------------------------------------------------------------
@@ -139,7 +144,7 @@ def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
         _start_workers(n, env, f" (GPU {gpu})", timeout)
 
 
-def wait_for_queue(poll: float = 5, workers: int = 0) -> None:
+def wait_for_queue(poll: float = POLL_S, workers: int = 0) -> None:
     """Block until the DVC queue has no queued or running task left; say how many are left when
     that changes. `workers` > 0: while tasks wait, keep that many workers up. DVC's filesystem
     message broker can kill a worker when two of them read and write one message file at once
