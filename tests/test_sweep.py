@@ -138,12 +138,19 @@ def test_a_worker_that_dies_while_experiments_wait_is_replaced(monkeypatch, caps
     assert "grid: 4 experiments queued or running" in out.out
 
 
-def test_the_running_queue_is_read_every_poll_s(monkeypatch):
+def test_the_running_queue_is_read_less_often_as_the_wait_goes_on(monkeypatch):
     """Each read is a `dvc queue status` process (0.5–2 s of CPU); every 5 s, the reads took a
-    quarter of a core from the experiments of a 2-core machine (docs/speed.md)."""
-    states = iter([(2, 3, 1), (2, 1, 0), (0, 0, 0)])
+    quarter of a core from the experiments of a 2-core machine (docs/speed.md). A tenth of the
+    time waited, from 1 s to 30 s: a short grid ends seconds late, a study is read every 30 s."""
+    assert [sweep.poll_after(w) for w in (0, 5, 50, 299, 300, 7200)] == [1, 1, 5, 29.9, 30, 30]
+    states = iter([(2, 3, 1), (2, 2, 0), (2, 1, 0), (0, 0, 0)])
     monkeypatch.setattr(sweep, "queue_state", lambda: sweep.QueueState(*next(states)))
+    clock = iter([0.0, 2.0, 120.0, 4000.0])  # when the wait began, then at each read's end
+    monkeypatch.setattr(sweep.time, "monotonic", lambda: next(clock))
     slept = []
     monkeypatch.setattr(sweep.time, "sleep", slept.append)
     sweep.wait_for_queue(workers=2)
-    assert slept == [sweep.POLL_S] * 2 and sweep.POLL_S >= 30
+    assert slept == [1.0, 12.0, 30.0]
+    states, clock = iter([(1, 1, 0), (0, 0, 0)]), iter([0.0, 500.0])
+    sweep.wait_for_queue(poll=7)  # an explicit interval, whatever the time waited
+    assert slept[3:] == [7]

@@ -31,11 +31,18 @@ from prefdiv.names import settings_key, split_name
 
 LOG_LINES = 5  # of each failed experiment's queue log, in the failure report
 BUSY = ("Queued", "Running")
-# Seconds between two reads of the queue while it runs. Each read is a `dvc queue status`
-# process: 0.5 s of CPU with 180 tasks queued, 2 s with 180 done (it reads every finished task's
-# result). Every 5 s, that took a quarter of one core from the experiments on a 2-core machine
-# (docs/speed.md); every 30 s it costs ≈ 5 % of one core and notices the end ≤ 30 s late.
+# The most seconds between two reads of the queue while it runs. Each read is a `dvc queue
+# status` process: 0.5 s of CPU with 180 tasks queued, 2 s with 180 done (it reads every finished
+# task's result). Every 5 s, that took a quarter of one core from the experiments on a 2-core
+# machine (docs/speed.md); every 30 s it costs ≈ 5 % of one core and notices the end ≤ 30 s late.
 POLL_S = 30.0
+
+
+def poll_after(waited: float) -> float:
+    """Seconds to the next read of the queue, `waited` seconds after the wait began: a tenth of
+    that, from 1 s to POLL_S. A grid of a few experiments is noticed done seconds after it is;
+    a study's queue is read every POLL_S."""
+    return min(POLL_S, max(1.0, waited / 10))
 
 
 # --- queue commands ------------------------------------------------------------------------
@@ -144,14 +151,14 @@ def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
         _start_workers(n, env, f" (GPU {gpu})", timeout)
 
 
-def wait_for_queue(poll: float = POLL_S, workers: int = 0) -> None:
+def wait_for_queue(poll: float | None = None, workers: int = 0) -> None:
     """Block until the DVC queue has no queued or running task left; say how many are left when
     that changes. `workers` > 0: while tasks wait, keep that many workers up. DVC's filesystem
     message broker can kill a worker when two of them read and write one message file at once
     (`Unrecoverable error: JSONDecodeError`, treeverse/dvc#7903, treeverse/dvc-task#73; one of
     the budget study's two workers died so after 34 minutes), and the rest of the queue would
-    run on one core."""
-    left = None
+    run on one core. `poll`: seconds between reads (None: :func:`poll_after`)."""
+    left, began = None, time.monotonic()
     while (state := queue_state()).busy:
         if state.busy != left:
             left = state.busy
@@ -163,7 +170,7 @@ def wait_for_queue(poll: float = POLL_S, workers: int = 0) -> None:
                 file=sys.stderr, flush=True,
             )  # fmt: skip
             _start_workers(workers)
-        time.sleep(poll)
+        time.sleep(poll_after(time.monotonic() - began) if poll is None else poll)
 
 
 def log_tail(name: str, n: int = LOG_LINES) -> list[str]:
