@@ -295,8 +295,7 @@ def replicates(grid: dict[str, dict], seeds=(0,), train_seeds=(0,)) -> dict[str,
     ≈ 5.5 worker-minutes so).
     """
     named = len(train_seeds) > 1 or any(train_seeds)
-    first = next(iter(grid), None)
-    head = [(first, seed, train_seeds[0]) for seed in seeds] if first is not None else []
+    head = [(config, seed, train_seeds[0]) for config in list(grid)[:1] for seed in seeds]
     rest = [
         (config, seed, t)
         for seed in seeds
