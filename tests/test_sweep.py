@@ -3,6 +3,7 @@
 tests/test_queue.py)."""
 
 import subprocess
+import sys
 
 import pytest
 
@@ -126,16 +127,54 @@ def test_queue_status_is_read_per_task(monkeypatch):
 
 def test_a_worker_that_dies_while_experiments_wait_is_replaced(monkeypatch, capsys):
     """`wait_for_queue(workers=2)`: a worker gone with tasks still queued is started again; a
-    worker gone at the end, when nothing waits any more (the last experiment running), is not."""
-    states = iter([(2, 5, 3), (1, 4, 2), (2, 4, 2), (1, 1, 0), (0, 0, 0)])
+    worker gone at the end, when nothing waits any more (the last experiment running), is not;
+    a worker that misses a ping but whose process runs is left alone (no duplicate)."""
+    states = iter([(2, 5, 3), (1, 4, 2), (2, 4, 2), (1, 3, 1), (1, 1, 0), (0, 0, 0)])
     monkeypatch.setattr(sweep, "queue_state", lambda: sweep.QueueState(*next(states)))
+    monkeypatch.setattr(sweep, "_queue_dir", lambda: "/repo/.dvc/tmp/exps/celery")
+    live = iter([{1}, {1, 2}])  # worker 2's process gone, then both running
+    monkeypatch.setattr(sweep, "live_workers", lambda d, n: next(live))
     started = []
-    monkeypatch.setattr(sweep, "_start_workers", lambda n, *a, **kw: started.append(n))
+    monkeypatch.setattr(sweep, "_start_workers", lambda n, env, what: started.append((n, env)))
     sweep.wait_for_queue(poll=0, workers=2)
-    assert started == [2]
+    assert started == [(2, None)]
     out = capsys.readouterr()
-    assert "1 of 2 queue workers up with experiments waiting" in out.err
+    assert "queue worker 2 of 2 is gone with experiments waiting" in out.err
     assert "grid: 4 experiments queued or running" in out.out
+
+
+def test_a_dead_gpu_worker_is_replaced_on_its_own_gpu(monkeypatch, capsys):
+    """With `--gpus 0,3`, worker k runs on the k-th GPU; when worker 1 dies, it starts again with
+    CUDA_VISIBLE_DEVICES=0, not on the GPU a plain restart would inherit."""
+    states = iter([(1, 6, 4), (2, 5, 3), (0, 0, 0)])
+    monkeypatch.setattr(sweep, "queue_state", lambda: sweep.QueueState(*next(states)))
+    monkeypatch.setattr(sweep, "_queue_dir", lambda: "/repo/.dvc/tmp/exps/celery")
+    monkeypatch.setattr(sweep, "live_workers", lambda d, n: {2})
+    started = []
+    monkeypatch.setattr(sweep, "_start_workers", lambda n, env, what: started.append((n, env)))
+    sweep.wait_for_queue(poll=0, gpus=["0", "3"])
+    assert [(n, env["CUDA_VISIBLE_DEVICES"]) for n, env in started] == [(1, "0")]
+    assert "queue worker 1 (GPU 0) of 2 is gone" in capsys.readouterr().err
+
+
+def test_queue_workers_are_found_by_their_processes(tmp_path):
+    """DVC names worker k of a queue `dvc-exp-<hash of the queue directory>-k@localhost`; a
+    process whose command line carries that name counts as worker k running (another queue's
+    workers, with another directory's hash, do not)."""
+    qdir = str(tmp_path / ".dvc" / "tmp" / "exps" / "celery")
+    assert sweep.worker_node("/tmp/fresh5/.dvc/tmp/exps/celery", 2) == "dvc-exp-9f482a-2@localhost"
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    procs = [
+        subprocess.Popen([*sleep, "queue-worker", sweep.worker_node(qdir, 2)]),
+        subprocess.Popen([*sleep, "queue-worker", sweep.worker_node(qdir + "x", 1)]),
+    ]
+    try:
+        assert sweep.live_workers(qdir, 2) == {2}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert sweep.live_workers(qdir, 2) == set()
 
 
 def test_the_running_queue_is_read_less_often_as_the_wait_goes_on(monkeypatch):

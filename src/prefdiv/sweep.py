@@ -16,6 +16,7 @@ standard library's `queue`.)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -23,6 +24,9 @@ import subprocess
 import sys
 import time
 from typing import NamedTuple
+
+import psutil
+import yaml
 
 from prefdiv import experiments, grid
 from prefdiv.config import EXPERIMENT_KEYS as KEYS
@@ -151,25 +155,67 @@ def start_gpu_workers(gpus: list[str], timeout: float = 120) -> None:
         _start_workers(n, env, f" (GPU {gpu})", timeout)
 
 
-def wait_for_queue(poll: float | None = None, workers: int = 0) -> None:
+def worker_node(queue_dir: str, num: int) -> str:
+    """DVC's celery name for queue worker `num` of the queue kept in `queue_dir` (as
+    `dvc/repo/experiments/queue/celery.py` names it: a hash of the directory, then the number)."""
+    return f"dvc-exp-{hashlib.sha256(queue_dir.encode('utf-8')).hexdigest()[:6]}-{num}@localhost"
+
+
+def _queue_dir() -> str:
+    """This repository's DVC queue directory (`.dvc/tmp/exps/celery`), exactly as DVC spells it."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        return repo.experiments.celery_queue.wdir
+
+
+def live_workers(queue_dir: str, n: int) -> set[int]:
+    """The numbers among 1..n of the queue workers whose process runs (`dvc exp queue-worker
+    <name>`). A process, not a ping: a worker busy with a task may not answer in time, and a
+    second start would then run a duplicate beside it."""
+    names = {worker_node(queue_dir, k): k for k in range(1, n + 1)}
+    live = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        live.update(names[a] for a in proc.info["cmdline"] or () if a in names)
+    return live
+
+
+def restart_workers(n: int, gpus: list[str] | None = None) -> list[int]:
+    """Start again each of the queue workers 1..n whose process is gone (:func:`live_workers`),
+    worker k on `gpus[k - 1]` (`CUDA_VISIBLE_DEVICES`, as :func:`start_gpu_workers` started it);
+    return their numbers. `dvc queue start -j k` starts the missing ones up to k, so they start
+    in order, each once the one before answers."""
+    gone = sorted(set(range(1, n + 1)) - live_workers(_queue_dir(), n))
+    for k in gone:
+        gpu = f" (GPU {gpus[k - 1]})" if gpus else ""
+        print(
+            f"grid: queue worker {k}{gpu} of {n} is gone with experiments waiting; starting it "
+            f"again (its log: .dvc/tmp/exps/celery/dvc-exp-worker-{k}.out)",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpus[k - 1]} if gpus else None
+        _start_workers(k, env, gpu)
+    return gone
+
+
+def wait_for_queue(
+    poll: float | None = None, workers: int = 0, gpus: list[str] | None = None
+) -> None:
     """Block until the DVC queue has no queued or running task left; say how many are left when
-    that changes. `workers` > 0: while tasks wait, keep that many workers up. DVC's filesystem
-    message broker can kill a worker when two of them read and write one message file at once
-    (`Unrecoverable error: JSONDecodeError`, treeverse/dvc#7903, treeverse/dvc-task#73; one of
-    the budget study's two workers died so after 34 minutes), and the rest of the queue would
-    run on one core. `poll`: seconds between reads (None: :func:`poll_after`)."""
+    that changes. While tasks wait, keep `workers` workers up (> 0), or one per GPU of `gpus`
+    (:func:`restart_workers`). DVC's filesystem message broker can kill a worker when two of
+    them read and write one message file at once (`Unrecoverable error: JSONDecodeError`,
+    treeverse/dvc#7903, treeverse/dvc-task#73; one of the budget study's two workers died so
+    after 34 minutes), and the rest of the queue would run on one core, or one GPU fewer.
+    `poll`: seconds between reads (None: :func:`poll_after`)."""
+    want = len(gpus) if gpus else workers
     left, began = None, time.monotonic()
     while (state := queue_state()).busy:
         if state.busy != left:
             left = state.busy
             print(f"grid: {left} experiments queued or running", flush=True)
-        if workers and state.workers < workers and state.queued:
-            print(
-                f"grid: {state.workers} of {workers} queue workers up with experiments waiting; "
-                "starting another (a worker's log: .dvc/tmp/exps/celery/)",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
-            _start_workers(workers)
+        if want and state.workers < want and state.queued:
+            restart_workers(want, gpus)
         time.sleep(poll_after(time.monotonic() - began) if poll is None else poll)
 
 
@@ -253,10 +299,64 @@ def enqueue(todo: list[str], wanted: dict[str, dict], extra: list[str] = ()) -> 
     experiments.dvc("queue", "remove", "--failed")
     if stale := sorted(set(todo) & set(experiments.show())):
         experiments.dvc("exp", "remove", *stale)
-    for name in todo:
-        cmd = queue_command(name, wanted[name], extra)
-        print("+", " ".join(cmd), flush=True)
-        queue_here(cmd)
+    with lock_without(unrestorable()) as dropped:
+        if dropped:
+            print(
+                f"grid: the outputs dvc.lock names for {', '.join(dropped)} are not in this "
+                "machine's DVC cache (a fresh clone, or another CPU type, whose rounding gives "
+                "other bits: docs/results.md); the experiments are queued without those entries, "
+                "so each seed computes them once and its other experiments restore them from "
+                "DVC's run cache. `dvc pull` first would fetch them instead",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+        for name in todo:
+            cmd = queue_command(name, wanted[name], extra)
+            print("+", " ".join(cmd), flush=True)
+            queue_here(cmd)
+
+
+def unrestorable() -> list[str]:
+    """The stages whose `dvc.lock` entry names outputs missing from the DVC cache (DVC's own
+    test, `Stage.outs_cached`), in pipeline order.
+
+    Why it matters: for a stage whose dependencies and parameters match its `dvc.lock` entry,
+    DVC restores that entry's outputs or, if they are not cached, runs the stage again; it does
+    not look in its run cache (`dvc/stage/cache.py`, `StageCache.restore`; treeverse/dvc#9420).
+    On a fresh clone that is not the machine type that wrote `dvc.lock` (another CPU rounds
+    the SFT policy's training differently, and every output after it differs), the first
+    experiment at the workspace's seed computes other bits than the lock's, and every other
+    experiment at that seed then trained the SFT policy and the reward model again: 13.8
+    instead of ≈ 1.5 minutes each (docs/speed.md)."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        return [
+            s.name for s in repo.index.stages
+            if getattr(s, "name", None) and any(o.hash_info for o in s.outs)
+            and not s.outs_cached()
+        ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def lock_without(stages: list[str], path: str = "dvc.lock"):
+    """While the block runs, `dvc.lock` without the entries of `stages` (:func:`unrestorable`):
+    an experiment queued meanwhile finds no entry for them and restores them from DVC's run
+    cache once one experiment has computed them. The file's bytes are put back afterwards,
+    also on an error. Yields `stages`."""
+    if not stages:
+        yield stages
+        return
+    original = open(path, "rb").read()
+    lock = yaml.safe_load(original)
+    for name in stages:
+        lock["stages"].pop(name, None)
+    try:
+        with open(path, "w") as f:
+            yaml.safe_dump(lock, f, sort_keys=False)
+        yield stages
+    finally:
+        with open(path, "wb") as f:
+            f.write(original)
 
 
 def queue_here(cmd: list[str]) -> None:
@@ -278,7 +378,7 @@ def run_queue(jobs: int = 1, gpus: list[str] | None = None) -> None:
     GPU. Shared upstream stages come from the run cache: each seed's run once."""
     if gpus:
         start_gpu_workers(gpus)
-        wait_for_queue()
+        wait_for_queue(gpus=gpus)
     else:
         _start_workers(jobs)
         wait_for_queue(workers=jobs)
