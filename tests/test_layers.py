@@ -21,6 +21,7 @@ ANALYSIS = (
     "catalogue",
     "experiments",
     "grid",
+    "workers",
     "sweep",
     "stats",
     "coverage",

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from prefdiv import sweep
+from prefdiv import sweep, workers
 from prefdiv.errors import UserError
 
 STAGE = """stages:
@@ -48,12 +48,12 @@ def test_one_queue_worker_per_gpu(tmp_path, monkeypatch):
         sweep.queue_here(["dvc", "exp", "run", "--queue", "-S", f"x={i}", "-n", name])
     with pytest.raises(UserError, match="-n a b` failed"):
         sweep.queue_here(["dvc", "exp", "run", "--queue", "-S", "x=9", "-n", "a b"])  # bad name
-    sweep.start_gpu_workers(["0", "1"])
-    assert sweep.queue_state().workers == 2  # both workers up, the first still busy
+    workers.start_gpu_workers(["0", "1"])
+    assert workers.queue_state().workers == 2  # both workers up, the first still busy
     # the watchdog finds both by their processes, under DVC's names for them
-    assert sweep.live_workers(sweep._queue_dir(), 2) == {1, 2}
-    assert sweep._queue_dir() == str(tmp_path / ".dvc" / "tmp" / "exps" / "celery")
-    sweep.wait_for_queue(poll=1)
+    assert workers.live_workers(workers._queue_dir(), 2) == {1, 2}
+    assert workers._queue_dir() == str(tmp_path / ".dvc" / "tmp" / "exps" / "celery")
+    workers.wait_for_queue(poll=1)
     status = _run(["dvc", "queue", "status"], tmp_path)
     assert status.count("Success") == len(names), status
     head = _run(["git", "rev-parse", "HEAD"], tmp_path).strip()
@@ -110,8 +110,8 @@ def test_a_lock_this_machine_cannot_restore_is_computed_once_per_seed(tmp_path, 
     )
     sweep.enqueue(names, {n: {} for n in names})
     assert (clone / "dvc.lock").read_bytes() == lock
-    sweep._start_workers(1)
-    sweep.wait_for_queue(poll=1)
+    workers.start_workers(1)
+    workers.wait_for_queue(poll=1)
     status = _run(["dvc", "queue", "status"], clone)
     assert status.count("Success") == len(names), status
     assert runs.read_text().split() == ["up"]  # once, not once per experiment

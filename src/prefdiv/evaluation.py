@@ -107,9 +107,10 @@ def _response_logits(model, ids, keep):
     """(n, V) logits of the n positions where `keep` (B, L − 1) is true: the model's body over
     every position, its LM head only where a response token is predicted. The head and the
     full-vocabulary log-softmax are most of a small model's forward; prompt and padding
-    positions, whose values were multiplied by 0, no longer pay for them. Each row is computed
-    as the head over every position computes it, so the sums stay bit-identical
-    (`tests/test_evaluation.py`)."""
+    positions, whose values were multiplied by 0, no longer pay for them. The sums are those of
+    the head over every position: bit for bit where the BLAS gives a row the same bits whatever
+    the number of rows (the Xeon that wrote dvc.lock), to float32 rounding where it does not
+    (an AVX2 AMD EPYC, for small heads; `tests/test_evaluation.py`)."""
     hidden = model.base_model(input_ids=ids).last_hidden_state[:, :-1]
     return model.get_output_embeddings()(hidden[keep])
 
