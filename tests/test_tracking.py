@@ -102,3 +102,28 @@ def test_training_points_wait_for_a_checkpoint_then_land_in_one_batch(tmp_path, 
         state.global_step, control.should_save = 5, True
         cb.on_log(args, state, control, logs={"loss": 0.1})
         assert [m.step for m in client.get_metric_history(run_id, "loss")][-1] == 5
+
+
+def test_the_trainers_params_never_overwrite_the_studys(tmp_path, monkeypatch):
+    """transformers logs TRL's DPOConfig as params, `label_smoothing` = 0 among them (cDPO's ε
+    lives in our loss); MLflow refused the whole batch of 100 that held it beside the study's
+    `label_smoothing` = 0.15, and a cDPO run lacked those params. The study's names keep the
+    study's values; every other field of the config lands."""
+    import mlflow
+    from transformers import TrainerControl, TrainerState
+    from trl import DPOConfig
+
+    monkeypatch.setenv("PREFDIV_TRACKING", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = DPOConfig(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, seed=7)
+    ours = {"loss": "cdpo", "label_smoothing": 0.15, "seed": 0}
+    with tracking.run(tags={"loss": "cdpo"}, params=ours) as run_id:
+        cb = tracking.hf_callback()
+        cb.on_train_begin(args, TrainerState(), TrainerControl())
+        mlflow.flush_async_logging()
+        logged = mlflow.MlflowClient().get_run(run_id).data.params
+    assert not cb.failed
+    assert {k: logged[k] for k in ours} == {"loss": "cdpo", "label_smoothing": "0.15", "seed": "0"}
+    theirs = {k for k, v in args.to_dict().items() if len(str(v)) <= 250}  # MLflow's limit
+    assert theirs - set(ours) <= set(logged), sorted(theirs - set(logged) - set(ours))
+    assert logged["learning_rate"] == str(args.learning_rate)

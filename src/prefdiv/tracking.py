@@ -201,7 +201,18 @@ def hf_callback():
         failed = False
 
         def setup(self, args, state, model):
-            super().setup(args, state, model)
+            # transformers logs every TrainingArguments field and the model's config as params.
+            # Some share a name with the study's own (`label_smoothing`: TRL's, 0, since cDPO's
+            # ε lives in our loss), and MLflow rejects a whole batch of 100 params when one of
+            # them would change a value: our names keep our values, the rest land.
+            ml = self._ml_flow
+            run = ml.active_run()
+            own = set(ml.MlflowClient().get_run(run.info.run_id).data.params) if run else set()
+            self._ml_flow = _ParamsExcept(ml, own)
+            try:
+                super().setup(args, state, model)
+            finally:
+                self._ml_flow = ml
             # transformers logs asynchronously; a run killed before the queue drained would lose
             # the points logged before its last checkpoint, which the resumed run does not redo.
             self._async_log = False
@@ -265,6 +276,20 @@ def hf_callback():
         if name.startswith("on_") or name == "setup":
             setattr(SafeMLflowCallback, name, guard(name))
     return SafeMLflowCallback()
+
+
+class _ParamsExcept:
+    """The `mlflow` module, whose `log_params` leaves out the names in `skip`."""
+
+    def __init__(self, mlflow, skip: set[str]):
+        self._mlflow, self._skip = mlflow, skip
+
+    def __getattr__(self, name):
+        return getattr(self._mlflow, name)
+
+    def log_params(self, params: dict, **kwargs):
+        kept = {k: v for k, v in params.items() if k not in self._skip}
+        return self._mlflow.log_params(kept, **kwargs) if kept else None
 
 
 def _active() -> bool:
