@@ -83,11 +83,10 @@ def test_the_running_queue_is_read_less_often_as_the_wait_goes_on(monkeypatch):
     states = iter([(2, 3, 1), (2, 2, 0), (2, 1, 0), (0, 0, 0)])
     monkeypatch.setattr(workers, "queue_state", lambda: workers.QueueState(*next(states)))
     clock = iter([0.0, 2.0, 120.0, 4000.0])  # when the wait began, then at each read's end
-    monkeypatch.setattr(workers.time, "monotonic", lambda: next(clock))
     slept = []
-    monkeypatch.setattr(workers.time, "sleep", slept.append)
-    workers.wait_for_queue(workers=2)
+    workers.wait_for_queue(workers=2, clock=lambda: next(clock), sleep=slept.append)
     assert slept == [1.0, 12.0, 30.0]
     states, clock = iter([(1, 1, 0), (0, 0, 0)]), iter([0.0, 500.0])
-    workers.wait_for_queue(poll=7)  # an explicit interval, whatever the time waited
+    # an explicit interval, whatever the time waited
+    workers.wait_for_queue(poll=7, clock=lambda: next(clock), sleep=slept.append)
     assert slept[3:] == [7]

@@ -144,21 +144,23 @@ def restart_workers(n: int, gpus: list[str] | None = None) -> list[int]:
 
 
 def wait_for_queue(
-    poll: float | None = None, workers: int = 0, gpus: list[str] | None = None
-) -> None:
+    poll: float | None = None, workers: int = 0, gpus: list[str] | None = None, *,
+    clock=time.monotonic, sleep=time.sleep,
+) -> None:  # fmt: skip
     """Block until the DVC queue has no queued or running task left; say how many are left when
     that changes. While tasks wait, keep `workers` workers up (> 0), or one per GPU of `gpus`
     (:func:`restart_workers`). DVC's filesystem message broker can kill a worker when two of
     them read and write one message file at once (`Unrecoverable error: JSONDecodeError`,
     treeverse/dvc#7903, treeverse/dvc-task#73; one of the budget study's two workers died so
     after 34 minutes), and the rest of the queue would run on one core, or one GPU fewer.
-    `poll`: seconds between reads (None: :func:`poll_after`)."""
+    `poll`: seconds between reads (None: :func:`poll_after`); `clock`, `sleep`: the time waited
+    and the wait (tests pass their own)."""
     want = len(gpus) if gpus else workers
-    left, began = None, time.monotonic()
+    left, began = None, clock()
     while (state := queue_state()).busy:
         if state.busy != left:
             left = state.busy
             print(f"grid: {left} experiments queued or running", flush=True)
         if want and state.workers < want and state.queued:
             restart_workers(want, gpus)
-        time.sleep(poll_after(time.monotonic() - began) if poll is None else poll)
+        sleep(poll_after(clock() - began) if poll is None else poll)
